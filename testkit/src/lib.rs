@@ -1,0 +1,340 @@
+//! Test support shared by the integration tests of every crate: a real Docker Engine or a
+//! loud skip, fixture images built from this workspace's own static binaries (nothing is
+//! pulled), uniquely named and labelled containers, and cleanup that runs even when a test
+//! fails.
+//!
+//! Every test gets a [`Scope`]: a unique name prefix and label value. Containers it creates
+//! carry both; a controller under test governs only that label (`--scope`); dropping the
+//! scope removes every container with the prefix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
+
+/// Prefix of every container, image and network the tests create.
+pub const PREFIX: &str = "dwtest";
+/// Label every test container carries; its value is the scope's id.
+pub const SCOPE_LABEL: &str = "dwtest.scope";
+/// The fixture image holding `dw-sleeper`.
+pub const SLEEPER_IMAGE: &str = "dwtest-sleeper:latest";
+/// The image holding both dockwarden binaries, built like the no-registry Dockerfile path.
+pub const DOCKWARDEN_IMAGE: &str = "dwtest-dockwarden:latest";
+/// Static builds go here, apart from the normal target dir: their RUSTFLAGS differ.
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Connects to the engine, or decides what a missing engine means: with `REQUIRE_DOCKER=1`
+/// (CI) the test fails with the reason; elsewhere it prints a loud SKIP and returns `None`.
+pub async fn docker_or_skip(test: &str) -> Option<Docker> {
+    let why = match Docker::connect_with_defaults() {
+        Ok(d) => match tokio::time::timeout(Duration::from_secs(5), d.ping()).await {
+            Ok(Ok(_)) => match d.negotiate_version().await {
+                Ok(d) => return Some(d),
+                Err(e) => format!("version negotiation failed: {e}"),
+            },
+            Ok(Err(e)) => format!("ping failed: {e}"),
+            Err(_) => "ping timed out after 5 s".to_string(),
+        },
+        Err(e) => format!("cannot connect: {e}"),
+    };
+    if std::env::var("REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+        panic!("{test}: REQUIRE_DOCKER=1 but no Docker Engine answers: {why}");
+    }
+    eprintln!(
+        "\n*** SKIP {test}: no Docker Engine ({why}); set REQUIRE_DOCKER=1 to make this a failure ***\n"
+    );
+    None
+}
+
+/// A test's private namespace on the shared engine. Dropping it removes its containers.
+pub struct Scope {
+    /// Unique id: `dwtest-<test>-<pid>-<nanos>`, used as name prefix and label value.
+    pub id: String,
+}
+
+impl Scope {
+    pub fn new(test: &str) -> Scope {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let test: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        Scope {
+            id: format!("{PREFIX}-{test}-{}-{nanos}", std::process::id()),
+        }
+    }
+
+    /// `--scope` argument for a controller that must govern only this test's containers.
+    pub fn selector(&self) -> String {
+        format!("{SCOPE_LABEL}={}", self.id)
+    }
+
+    /// A container name inside the scope.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.id)
+    }
+
+    /// Creates and (unless `start` is false) starts a sleeper container in this scope.
+    pub async fn run(&self, docker: &Docker, spec: Spec<'_>) -> Result<String> {
+        let mut labels: HashMap<String, String> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.insert(SCOPE_LABEL.into(), self.id.clone());
+        let name = self.name(spec.name);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.unwrap_or(SLEEPER_IMAGE).to_string()),
+            labels: Some(labels),
+            env: Some(spec.env.iter().map(|s| s.to_string()).collect()),
+            cmd: spec.cmd.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            host_config: Some(HostConfig {
+                restart_policy: spec.restart_always.then_some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::ALWAYS),
+                    maximum_retry_count: None,
+                }),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = docker
+            .create_container(Some(opts), body)
+            .await
+            .with_context(|| format!("create {name}"))?;
+        if spec.start {
+            docker
+                .start_container(&created.id, None::<StartContainerOptions>)
+                .await
+                .with_context(|| format!("start {name}"))?;
+        }
+        Ok(created.id)
+    }
+
+    /// Removes every container whose name starts with this scope's id.
+    pub fn cleanup(&self) {
+        remove_containers_by_prefix(&self.id);
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// What [`Scope::run`] creates.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub image: Option<&'a str>,
+    pub labels: &'a [(&'a str, &'a str)],
+    pub env: &'a [&'a str],
+    pub cmd: Option<&'a [&'a str]>,
+    pub restart_always: bool,
+    pub start: bool,
+}
+
+impl<'a> Spec<'a> {
+    pub fn new(name: &'a str) -> Spec<'a> {
+        Spec {
+            name,
+            image: None,
+            labels: &[],
+            env: &[],
+            cmd: None,
+            restart_always: false,
+            start: true,
+        }
+    }
+    pub fn labels(mut self, labels: &'a [(&'a str, &'a str)]) -> Self {
+        self.labels = labels;
+        self
+    }
+    pub fn image(mut self, image: &'a str) -> Self {
+        self.image = Some(image);
+        self
+    }
+    pub fn env(mut self, env: &'a [&'a str]) -> Self {
+        self.env = env;
+        self
+    }
+    pub fn cmd(mut self, cmd: &'a [&'a str]) -> Self {
+        self.cmd = Some(cmd);
+        self
+    }
+    pub fn restart_always(mut self) -> Self {
+        self.restart_always = true;
+        self
+    }
+    pub fn created_only(mut self) -> Self {
+        self.start = false;
+        self
+    }
+}
+
+/// `docker rm -f` of every container whose name starts with `prefix`. Synchronous (the
+/// Docker CLI) so it also runs from `Drop` while a failed test unwinds.
+pub fn remove_containers_by_prefix(prefix: &str) {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name=^/?{prefix}")])
+        .output();
+    let Ok(out) = out else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    }
+}
+
+/// The workspace root (testkit lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a static release binary of this workspace, built on first use (a cross-process
+/// lock keeps parallel test processes from building at once). Static builds need
+/// `--target` so that RUSTFLAGS do not reach proc-macros.
+pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let root = workspace_root();
+    let dir = root.join("target").join(STATIC_TARGET).join("release");
+    let _lock = lock("static-build")?;
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            STATIC_TARGET,
+            "-p",
+            package,
+            "--bin",
+            bin,
+        ])
+        .status()
+        .context("running cargo build for a static binary")?;
+    if !status.success() {
+        bail!("static build of {bin} failed");
+    }
+    Ok(dir.join(bin))
+}
+
+/// Builds `tag` `FROM scratch` with the given binaries at `/`, through the Docker CLI's
+/// legacy builder (no registry, no BuildKit frontend to pull). Idempotent per process.
+pub fn image_from_binaries(tag: &str, binaries: &[PathBuf], entrypoint: &str) -> Result<()> {
+    let _lock = lock(&format!("image-{}", tag.replace([':', '/'], "_")))?;
+    let ctx = std::env::temp_dir().join(format!(
+        "{PREFIX}-ctx-{}-{}",
+        std::process::id(),
+        tag.replace([':', '/'], "_")
+    ));
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx)?;
+    let mut dockerfile = String::from("FROM scratch\n");
+    for b in binaries {
+        let name = b
+            .file_name()
+            .context("binary path has no file name")?
+            .to_string_lossy()
+            .to_string();
+        std::fs::copy(b, ctx.join(&name)).with_context(|| format!("copy {}", b.display()))?;
+        dockerfile.push_str(&format!("COPY {name} /{name}\n"));
+    }
+    dockerfile.push_str(&format!("ENTRYPOINT [\"/{entrypoint}\"]\n"));
+    std::fs::write(ctx.join("Dockerfile"), dockerfile)?;
+    let out = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag, "--label", &format!("{PREFIX}=1")])
+        .arg(&ctx)
+        .output()
+        .context("running docker build")?;
+    let _ = std::fs::remove_dir_all(&ctx);
+    if !out.status.success() {
+        bail!(
+            "docker build {tag} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The sleeper fixture image, built once per test process.
+pub fn sleeper_image() -> Result<&'static str> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bin = static_binary("dockwarden-testkit", "dw-sleeper").map_err(|e| format!("{e:#}"))?;
+        image_from_binaries(SLEEPER_IMAGE, &[bin], "dw-sleeper").map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)?;
+    Ok(SLEEPER_IMAGE)
+}
+
+/// An image with both dockwarden binaries (static), built once per test process.
+pub fn dockwarden_image() -> Result<&'static str> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let build = || -> Result<()> {
+            let c = static_binary("state-controller", "state-controller")?;
+            let a = static_binary("status-api", "status-api")?;
+            image_from_binaries(DOCKWARDEN_IMAGE, &[c, a], "state-controller")
+        };
+        build().map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)?;
+    Ok(DOCKWARDEN_IMAGE)
+}
+
+/// An exclusive lock across processes, released on drop.
+fn lock(name: &str) -> Result<std::fs::File> {
+    let dir = workspace_root().join("target");
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!(".{PREFIX}-{name}.lock")))?;
+    f.lock().context("locking")?;
+    Ok(f)
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The state (`running`, `exited`, ...) of a container, or `None` if it does not exist.
+pub async fn state_of(docker: &Docker, id: &str) -> Option<String> {
+    let c = docker.inspect_container(id, None).await.ok()?;
+    c.state.and_then(|s| s.status).map(|s| s.to_string())
+}
