@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README "Test it"): unit tests, integration tests against the real
+# Docker Engine, then the deployment checks. Everything it creates is named dwtest* and
+# removed at the end, pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cleanup() { bash scripts/cleanup.sh; }
+trap cleanup EXIT
+cleanup
+
+# Static release binaries for the images the tests and the deployment build.
+bash scripts/build-static.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast -- --test-threads=1
+fi
+
+# Deployment checks (issue: ship it); each script exits non-zero on failure.
+for s in scripts/lint-deploy.sh scripts/e2e-compose.sh; do
+  if [ -f "$s" ]; then
+    printf '\n=== %s ===\n' "$s"
+    bash "$s"
+  fi
+done
