@@ -381,12 +381,8 @@ async fn image_facts(shared: &Shared, docker: &Docker, image_id: &str) -> ImageF
     {
         return f.clone();
     }
-    match docker.inspect_image(image_id).await {
-        Ok(img) => {
-            let facts = ImageFacts {
-                tags: img.repo_tags.unwrap_or_default(),
-                digests: img.repo_digests.unwrap_or_default(),
-            };
+    match inspect_image_facts(docker, image_id).await {
+        Ok(facts) => {
             shared
                 .images
                 .lock()
@@ -401,6 +397,56 @@ async fn image_facts(shared: &Shared, docker: &Docker, image_id: &str) -> ImageF
             ImageFacts::default()
         }
     }
+}
+
+/// Repo tags and digests of one image.
+async fn inspect_image_facts(docker: &Docker, image_id: &str) -> Result<ImageFacts, bollard::errors::Error> {
+    let img = docker.inspect_image(image_id).await?;
+    Ok(ImageFacts {
+        tags: img.repo_tags.unwrap_or_default(),
+        digests: img.repo_digests.unwrap_or_default(),
+    })
+}
+
+/// Lists and inspects every container once, without watching: for one-shot tools
+/// (`state-controller check`) and baselines. Containers that vanish or stay incomplete
+/// between list and inspect are left out.
+pub async fn fetch_all(
+    docker: &Docker,
+    label_selector: Option<&str>,
+) -> Result<Vec<Container>, crate::Error> {
+    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
+    if let Some(sel) = label_selector {
+        filters.insert("label", vec![sel]);
+    }
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let listed = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| crate::Error::docker("list containers", e))?;
+    let mut images: HashMap<String, ImageFacts> = HashMap::new();
+    let mut out = Vec::with_capacity(listed.len());
+    for id in listed.into_iter().filter_map(|c| c.id) {
+        let resp = match docker.inspect_container(&id, None).await {
+            Ok(r) => r,
+            Err(e) if docker::status_code(&e) == Some(404) => continue,
+            Err(e) => return Err(crate::Error::docker("inspect container", e)),
+        };
+        let image_id = resp.image.clone().unwrap_or_default();
+        if !images.contains_key(&image_id) {
+            let facts = inspect_image_facts(docker, &image_id).await.unwrap_or_default();
+            images.insert(image_id.clone(), facts);
+        }
+        let facts = images.get(&image_id).cloned().unwrap_or_default();
+        if let Ok(c) = Container::from_inspect(resp, &facts) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn now_nano() -> i64 {

@@ -10,6 +10,7 @@
 //! - [`store`]: the in-memory picture of the host; one writer, many cheap readers.
 //! - [`informer`]: list + watch of the engine into the store, with reconnect, replay and
 //!   re-list; [`queue`] is its deduplicating work queue.
+//! - [`probe`]: the `healthcheck` subcommand's HTTP probe (images have no curl).
 //! - [`docker`]: connecting (`DOCKER_HOST`, version negotiation, retry), own container ID.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
@@ -19,6 +20,7 @@ pub mod docker;
 pub mod error;
 pub mod informer;
 pub mod policy;
+pub mod probe;
 mod queue;
 pub mod reference;
 pub mod reload;

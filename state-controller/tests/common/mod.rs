@@ -1,0 +1,362 @@
+//! Helpers for the controller's integration tests: the real binary started as a child
+//! process (scoped to one test's containers), its log, its metrics, the engine's own event
+//! history, and a private `dockerd` for faults the shared engine must not suffer.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::EventMessage;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running `state-controller`, killed (by its PID) when dropped.
+pub struct Controller {
+    child: Child,
+    pub log: PathBuf,
+    pub metrics: u16,
+}
+
+impl Controller {
+    /// Starts the binary with `--allowlist policy`, a free metrics port and `args`.
+    pub fn start(policy: &Path, args: &[&str]) -> Controller {
+        Self::start_env(policy, args, &[])
+    }
+
+    pub fn start_env(policy: &Path, args: &[&str], env: &[(&str, &str)]) -> Controller {
+        let metrics = free_port();
+        let log = policy.with_extension(format!("controller-{metrics}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_state-controller"))
+            .arg("--allowlist")
+            .arg(policy)
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Controller { child, log, metrics }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing every one of `needles`.
+    pub async fn wait_log(&self, needles: &[&str], timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .log_text()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return Ok(l.to_string());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no log line with {needles:?} within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Number of log lines containing every one of `needles`.
+    pub fn count_log(&self, needles: &[&str]) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
+    /// Waits for the first full list to be applied.
+    pub async fn wait_synced(&self) {
+        self.wait_log(&["state list synced"], Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+
+    pub fn still_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics, "/metrics").await.unwrap()
+    }
+
+    /// Value of one metric line (exact name with labels), or 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- controller log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// A private temp directory removed on drop (policy files, logs).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `text` to `path` the way editors do: a temp file renamed over the target.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Minimal HTTP/1.0 GET on loopback; returns the body.
+pub async fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
+}
+
+pub fn now_nano() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// The engine's own record of container events since `since_nano` (until now), filtered.
+pub async fn engine_events(
+    docker: &Docker,
+    since_nano: i64,
+    filters: &HashMap<&str, Vec<&str>>,
+) -> Vec<EventMessage> {
+    let fmt = |n: i64| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000);
+    let opts = EventsOptionsBuilder::default()
+        .since(&fmt(since_nano))
+        .until(&fmt(now_nano() + 1_000_000))
+        .filters(filters)
+        .build();
+    docker
+        .events(Some(opts))
+        .filter_map(|e| async move { e.ok() })
+        .collect()
+        .await
+}
+
+/// Actions (`create`, `start`, `kill`, `die`, ...) the engine recorded for one container.
+pub async fn actions_of(docker: &Docker, since_nano: i64, id: &str) -> Vec<String> {
+    let f = HashMap::from([("container", vec![id])]);
+    engine_events(docker, since_nano, &f)
+        .await
+        .into_iter()
+        .filter_map(|e| e.action)
+        .collect()
+}
+
+/// A `dockerd` of our own on its own socket and data root (ECOSYSTEM §11): restarted and
+/// cut at will without touching the shared engine. Stopped and deleted on drop.
+pub struct PrivateEngine {
+    pub dir: PathBuf,
+    pub host: String,
+    ns: String,
+    child: Option<Child>,
+}
+
+impl PrivateEngine {
+    pub async fn start(tag: &str) -> Result<PrivateEngine> {
+        // Short path: Unix socket paths are limited to 108 bytes.
+        let dir = PathBuf::from(format!("/tmp/dwtest-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let host = format!("unix://{}/docker.sock", dir.display());
+        let mut e = PrivateEngine {
+            ns: format!("dwtest-{tag}-{}", std::process::id()),
+            dir,
+            host,
+            child: None,
+        };
+        e.launch().await?;
+        Ok(e)
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let d = &self.dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("dockerd.log"))?;
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .args([
+                "-H",
+                &self.host,
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .args([
+                "--containerd-namespace",
+                &self.ns,
+                "--containerd-plugins-namespace",
+                &format!("{}-p", self.ns),
+            ])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting dockerd")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.cli(&["info"]).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "private dockerd did not come up; log:\n{}",
+                    std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs the Docker CLI against this engine.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", &self.host)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Copies an image from the shared engine into this one.
+    pub fn load_image(&self, image: &str) -> Result<()> {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker save {image} | DOCKER_HOST={} docker load -q",
+                self.host
+            ))
+            .status()?;
+        if !status.success() {
+            bail!("loading {image} into the private engine failed");
+        }
+        Ok(())
+    }
+
+    pub async fn client(&self) -> Docker {
+        Docker::connect_with_host(&self.host)
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, and wait until the process is gone (it must be, before a restart on the
+    /// same data root).
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await;
+        self.launch().await
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && let Ok(ids) = self.cli(&["ps", "-aq"])
+        {
+            for id in ids.split_whitespace() {
+                let _ = self.cli(&["rm", "-f", id]);
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            for _ in 0..300 {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Left-over mounts (if any) must go before the directory can.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -o ' {0}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+                self.dir.display()
+            ))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
