@@ -1,0 +1,208 @@
+//! Hot reload against the real engine: a rule added lets a new container live, a rule
+//! removed kills what it allowed, invalid files are refused while the last good policy keeps
+//! enforcing, and every way a file gets replaced (in place, rename-over, Kubernetes `..data`
+//! symlink swap) is picked up within 2 s.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Controller, TempDir, write_atomic};
+use testkit::{Scope, Spec, docker_or_skip, eventually, sleeper_image, state_of};
+
+const T: Duration = Duration::from_secs(10);
+
+fn allow(scope: &Scope, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[[allow]]\nname = \"{}-{n}\"\n", scope.id))
+        .collect()
+}
+
+async fn wait_state(docker: &bollard::Docker, id: &str, want: &str) {
+    eventually(T, &format!("{id} to be {want}"), || async {
+        (state_of(docker, id).await.as_deref() == Some(want)).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn wait_generation(c: &Controller, generation: u64, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    c.wait_log(&["policy reloaded", &format!("generation={generation}")], within)
+        .await
+        .unwrap();
+    t0.elapsed()
+}
+
+#[tokio::test]
+async fn added_rule_lets_a_container_live_and_removed_rule_kills() {
+    let Some(docker) = docker_or_skip("added_rule_lets_a_container_live_and_removed_rule_kills").await else {
+        return;
+    };
+    sleeper_image().unwrap();
+    let scope = Scope::new("reload-rules");
+    let dir = TempDir::new(&scope.id);
+    let path = dir.path("allow.toml");
+    std::fs::write(&path, allow(&scope, &["a*"])).unwrap();
+    let c = Controller::start(&path, &["--scope", &scope.selector()]);
+    c.wait_synced().await;
+
+    let a = scope.run(&docker, Spec::new("a1")).await.unwrap();
+    write_atomic(&path, &allow(&scope, &["a*", "b*"]));
+    wait_generation(&c, 2, T).await;
+    let b = scope.run(&docker, Spec::new("b1")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        state_of(&docker, &b).await.as_deref(),
+        Some("running"),
+        "the added rule allows b1"
+    );
+
+    write_atomic(&path, &allow(&scope, &["b*"]));
+    wait_generation(&c, 3, T).await;
+    wait_state(&docker, &a, "exited").await;
+    assert_eq!(state_of(&docker, &b).await.as_deref(), Some("running"));
+    c.wait_log(
+        &["new policy applied", "generation=3", "allowed=1", "denied=1"],
+        T,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing() {
+    let Some(docker) =
+        docker_or_skip("invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing").await
+    else {
+        return;
+    };
+    sleeper_image().unwrap();
+    let scope = Scope::new("reload-invalid");
+    let dir = TempDir::new(&scope.id);
+    let path = dir.path("allow.toml");
+    std::fs::write(&path, allow(&scope, &["ok*"])).unwrap();
+    let c = Controller::start(&path, &["--scope", &scope.selector()]);
+    c.wait_synced().await;
+    let ok = scope.run(&docker, Spec::new("ok-0")).await.unwrap();
+
+    let bad_files: [(&str, Option<&str>, &str); 5] = [
+        ("bad TOML", Some("[[allow]\nname = \"x\""), "policy refused"),
+        ("unknown key", Some("[[allow]]\nnmae = \"*\"\n"), "unknown field"),
+        ("empty file", Some(""), "the policy is empty"),
+        ("bad glob", Some("[[allow]]\nname = \"[\"\n"), "bad glob"),
+        ("deleted file", None, "policy file unreadable"),
+    ];
+    for (i, (what, content, expect)) in bad_files.iter().enumerate() {
+        let rejected_before = c
+            .metric("dockwarden_policy_reloads_total{result=\"rejected\"}")
+            .await;
+        match content {
+            Some(text) => write_atomic(&path, text),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        c.wait_log(&[expect], T)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        eventually(T, "the rejection to be counted", || async {
+            (c.metric("dockwarden_policy_reloads_total{result=\"rejected\"}")
+                .await
+                > rejected_before)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+        // The last good policy still allows ok-* and denies everything else.
+        let denied = scope.run(&docker, Spec::new(&format!("bad-{i}"))).await.unwrap();
+        let allowed = scope
+            .run(&docker, Spec::new(&format!("ok-{}", i + 1)))
+            .await
+            .unwrap();
+        wait_state(&docker, &denied, "exited").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            state_of(&docker, &allowed).await.as_deref(),
+            Some("running"),
+            "{what}: allowed one killed"
+        );
+        assert_eq!(
+            state_of(&docker, &ok).await.as_deref(),
+            Some("running"),
+            "{what}: policy widened or emptied"
+        );
+    }
+    assert!(
+        c.count_log(&["policy reloaded"]) == 0,
+        "no bad file was ever accepted:\n{}",
+        c.log_text()
+    );
+    std::fs::write(&path, allow(&scope, &["ok*", "new*"])).unwrap();
+    wait_generation(&c, 2, T).await;
+}
+
+/// Sets up a Kubernetes-style ConfigMap directory: `allow.toml -> ..data/allow.toml`,
+/// `..data -> ..<ts>`.
+fn configmap_dir(dir: &Path, text: &str) {
+    let ts = dir.join("..2026_11_24_00_00_00.000000001");
+    std::fs::create_dir_all(&ts).unwrap();
+    std::fs::write(ts.join("allow.toml"), text).unwrap();
+    symlink(ts.file_name().unwrap(), dir.join("..data")).unwrap();
+    symlink("..data/allow.toml", dir.join("allow.toml")).unwrap();
+}
+
+/// The kubelet's AtomicWriter update: new timestamped dir, `..data_tmp` symlink renamed
+/// over `..data`, old dir removed.
+fn configmap_update(dir: &Path, text: &str, n: u32) {
+    let old = std::fs::read_link(dir.join("..data")).unwrap();
+    let ts = format!("..2026_11_24_00_00_{n:02}.000000001");
+    std::fs::create_dir_all(dir.join(&ts)).unwrap();
+    std::fs::write(dir.join(&ts).join("allow.toml"), text).unwrap();
+    symlink(&ts, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join(old)).unwrap();
+}
+
+#[tokio::test]
+async fn every_way_of_replacing_the_file_is_picked_up_within_2s() {
+    let Some(docker) = docker_or_skip("every_way_of_replacing_the_file_is_picked_up_within_2s").await else {
+        return;
+    };
+    sleeper_image().unwrap();
+    let scope = Scope::new("reload-modes");
+    let dir = TempDir::new(&scope.id);
+    let within = Duration::from_secs(2);
+
+    // Plain directory: in-place write, then an editor's rename-over.
+    let path = dir.path("allow.toml");
+    std::fs::write(&path, allow(&scope, &["v1"])).unwrap();
+    let c = Controller::start(&path, &["--scope", &scope.selector()]);
+    c.wait_synced().await;
+    std::fs::write(&path, allow(&scope, &["v2"])).unwrap(); // truncate + write, same inode
+    let in_place = wait_generation(&c, 2, within).await;
+    write_atomic(&path, &allow(&scope, &["v3"]));
+    let rename = wait_generation(&c, 3, within).await;
+    // The policy in force is the last one written: v3 lives, v1 dies.
+    let v3 = scope.run(&docker, Spec::new("v3")).await.unwrap();
+    let v1 = scope.run(&docker, Spec::new("v1")).await.unwrap();
+    wait_state(&docker, &v1, "exited").await;
+    assert_eq!(state_of(&docker, &v3).await.as_deref(), Some("running"));
+    drop(c);
+
+    // ConfigMap volume: the file is a symlink through ..data, swapped atomically.
+    let cm = TempDir::new(&format!("{}-cm", scope.id));
+    configmap_dir(&cm.0, &allow(&scope, &["v3"]));
+    let c = Controller::start(&cm.path("allow.toml"), &["--scope", &scope.selector()]);
+    c.wait_synced().await;
+    configmap_update(&cm.0, &allow(&scope, &["v4"]), 2);
+    let data_swap = wait_generation(&c, 2, within).await;
+    wait_state(&docker, &v3, "exited").await;
+    configmap_update(&cm.0, &allow(&scope, &["v5"]), 3);
+    let data_swap2 = wait_generation(&c, 3, within).await;
+    eprintln!(
+        "reload latency: in-place {in_place:?}, rename-over {rename:?}, ..data swap {data_swap:?} then {data_swap2:?}"
+    );
+}
