@@ -233,7 +233,11 @@ impl PrivateEngine {
             .create(true)
             .append(true)
             .open(d.join("dockerd.log"))?;
+        // Its own (empty) config: the host's /etc/docker/daemon.json may set data-root etc.
+        std::fs::write(d.join("daemon.json"), "{}")?;
         let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
             .arg("--data-root")
             .arg(d.join("data"))
             .arg("--exec-root")
@@ -264,7 +268,11 @@ impl PrivateEngine {
             if self.cli(&["info"]).is_ok() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > deadline {
                 bail!(
                     "private dockerd did not come up; log:\n{}",
                     std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
