@@ -59,8 +59,12 @@ pub struct CheckArgs {
     pub offline: bool,
 }
 
-/// A label selector as the Docker API takes it: `key` or `key=value`, key not empty.
+/// A label selector as the Docker API takes it: `key` or `key=value`, key not empty. An
+/// empty value (compose passes `DOCKWARDEN_SCOPE=` when unset) means no scope.
 fn parse_scope(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
     let key = s.split_once('=').map_or(s, |(k, _)| k);
     if key.trim().is_empty() || key != key.trim() {
         return Err(format!("{s:?} is not KEY or KEY=VALUE"));
@@ -84,6 +88,13 @@ mod tests {
         let c = Cli::try_parse_from(["sc", "healthcheck"]).unwrap();
         assert!(matches!(c.command, Some(Command::Healthcheck { .. })));
         assert!(Cli::try_parse_from(["sc", "--scope", "=x"]).is_err());
+        assert!(Cli::try_parse_from(["sc", "--scope", " k=x"]).is_err());
+        let c = Cli::try_parse_from(["sc", "--scope", ""]).unwrap();
+        assert_eq!(
+            c.run.scope.as_deref(),
+            Some(""),
+            "empty: main treats it as unscoped"
+        );
         assert!(Cli::try_parse_from(["sc", "--log-format", "xml"]).is_err());
     }
 }
