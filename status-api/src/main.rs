@@ -1,1 +1,41 @@
-fn main() {}
+//! `status-api` binary: parse arguments, set up logging, hand off to the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use status_api::config::{Cli, Command};
+
+/// Exit code for a missing or invalid allowlist, as the controller uses.
+const EXIT_BAD_POLICY: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { url }) = cli.command {
+        let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/healthz", cli.serve.listen.port()));
+        return common::probe::healthcheck(&url);
+    }
+    let args = cli.serve;
+    common::telemetry::init(args.log_format);
+    let config = status_api::Config {
+        listen: args.listen,
+        allowlist: args.allowlist,
+        docker_host: args.docker_host,
+        token: args.token,
+        scope: args.scope.filter(|s| !s.is_empty()),
+        stats_interval: Duration::from_secs(args.stats_interval),
+        ..Default::default()
+    };
+    match status_api::run(config, common::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref::<common::Error>(), Some(common::Error::Policy(_))) => {
+            tracing::error!(error = %e, "refusing to start without a valid allowlist");
+            ExitCode::from(EXIT_BAD_POLICY)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "status-api stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Command line and environment of `status-api`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "status-api",
+    version,
+    about = "Reports every container's state, health, resources and allowlist verdict over HTTP \
+             (JSON for programs, a web page for browsers)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe a running status-api's /healthz (for image health checks: the image has no
+    /// shell or curl). Exit 0 on HTTP 200, 1 otherwise.
+    Healthcheck {
+        /// Default: http://127.0.0.1:<port of --listen/STATUS_API_LISTEN>/healthz.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve on.
+    #[arg(long, env = "STATUS_API_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The allowlist (TOML), to report each container's verdict. Its directory is watched
+    /// for changes, like the controller does.
+    #[arg(long, env = "DOCKWARDEN_ALLOWLIST")]
+    pub allowlist: Option<PathBuf>,
+    /// Docker Engine address (unix:///var/run/docker.sock, tcp://host:2375). Default:
+    /// DOCKER_HOST, else the local socket.
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// Bearer token required on every route but /healthz. Prefer the environment variable:
+    /// command lines are visible to every user of the host. Empty: no token.
+    #[arg(long, env = "STATUS_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Report only containers with this label (KEY=VALUE or KEY), like the controller's
+    /// --scope. Unset or empty: every container.
+    #[arg(long, env = "DOCKWARDEN_SCOPE", value_parser = parse_scope)]
+    pub scope: Option<String>,
+    /// Seconds between two rounds of CPU and memory sampling.
+    #[arg(long, env = "STATUS_API_STATS_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stats_interval: u64,
+    /// Log format: text (one line per event) or json.
+    #[arg(long, env = "DOCKWARDEN_LOG_FORMAT", default_value = "text")]
+    pub log_format: common::telemetry::LogFormat,
+}
+
+/// A label selector as the Docker API takes it: `key` or `key=value`, key not empty. The
+/// empty string is allowed here and means "no scope".
+fn parse_scope(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let key = s.split_once('=').map_or(s, |(k, _)| k);
+    if key.trim().is_empty() || key != key.trim() {
+        return Err(format!("{s:?} is not KEY or KEY=VALUE"));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_serve_and_healthcheck() {
+        let c = Cli::try_parse_from(["s"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.serve.listen.port(), 8080);
+        assert_eq!(c.serve.stats_interval, 5);
+        let c = Cli::try_parse_from([
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+            "--allowlist",
+            "/a.toml",
+            "--token",
+            "t",
+            "--scope",
+            "k=v",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(c.serve.token.as_deref(), Some("t"));
+        assert_eq!(c.serve.scope.as_deref(), Some("k=v"));
+        assert_eq!(c.serve.log_format, common::telemetry::LogFormat::Json);
+        let c = Cli::try_parse_from(["s", "healthcheck", "--url", "http://127.0.0.1:1/healthz"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Healthcheck { url: Some(_) })));
+        assert!(Cli::try_parse_from(["s", "--listen", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["s", "--scope", "=v"]).is_err());
+        assert!(Cli::try_parse_from(["s", "--stats-interval", "0"]).is_err());
+        assert!(Cli::try_parse_from(["s", "--log-format", "xml"]).is_err());
+    }
+}

@@ -1,0 +1,384 @@
+//! Background collection of CPU % and memory for every running container, and the health
+//! class derived from them. Requests never call Docker for figures: they read the last
+//! sample from here.
+//!
+//! Every `interval` one round asks the engine for a `one-shot` stats sample of each running
+//! container (a few ms each; without `one-shot` the engine waits a whole sampling period,
+//! ~1 s, to fill `precpu_stats`), with at most [`CONCURRENCY`] calls in flight. CPU % is the
+//! change of the container's CPU time over the change of the host's CPU time between this
+//! round's sample and the previous one, times the number of CPUs: `docker stats` semantics,
+//! so a container that keeps one core busy shows 100 %. An engine that ignores `one-shot`
+//! (API < 1.41) fills `precpu_stats` itself, which is then used directly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bollard::Docker;
+use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
+use bollard::query_parameters::StatsOptionsBuilder;
+use common::container::State;
+use common::store::Store;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Stats calls in flight at once: enough to finish a round of hundreds of containers in well
+/// under a second, few enough not to crowd the engine.
+pub const CONCURRENCY: usize = 8;
+/// A stats call that takes longer is abandoned; the container keeps its previous figures.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Health-class thresholds, in percent of the CPU or memory available to the container.
+pub const WARNING_AT: f64 = 75.0;
+pub const CRITICAL_ABOVE: f64 = 90.0;
+
+/// The last figures of one running container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// `docker stats` semantics: 100 = one CPU busy. `None` until two samples exist.
+    pub cpu_percent: Option<f64>,
+    /// CPUs the engine reports for the container (the host's CPUs unless limited).
+    pub online_cpus: u32,
+    /// Memory in use, page cache that can be reclaimed (inactive files) excluded, as
+    /// `docker stats` shows it.
+    pub memory_bytes: u64,
+    /// The container's limit, or the host's memory when it has none.
+    pub memory_limit_bytes: Option<u64>,
+    pub sampled_at: SystemTime,
+    /// Cumulative CPU times of this sample, for the next round's delta.
+    cpu_total_ns: u64,
+    system_total_ns: u64,
+}
+
+impl Sample {
+    /// CPU use as a share of the CPUs available to the container, 0–100.
+    pub fn cpu_share_percent(&self) -> Option<f64> {
+        self.cpu_percent.map(|p| p / f64::from(self.online_cpus.max(1)))
+    }
+
+    pub fn memory_percent(&self) -> Option<f64> {
+        match self.memory_limit_bytes {
+            Some(limit) if limit > 0 => Some(self.memory_bytes as f64 * 100.0 / limit as f64),
+            _ => None,
+        }
+    }
+}
+
+/// healthy < 75 % ≤ warning ≤ 90 % < critical, of CPU or memory (whichever is worse);
+/// stopped when the container is not running; unknown while no figures exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthClass {
+    Healthy,
+    Warning,
+    Critical,
+    Stopped,
+    Unknown,
+}
+
+impl HealthClass {
+    pub fn of(state: State, sample: Option<&Sample>) -> HealthClass {
+        if state != State::Running {
+            return HealthClass::Stopped;
+        }
+        let Some(s) = sample else {
+            return HealthClass::Unknown;
+        };
+        let worst = [s.cpu_share_percent(), s.memory_percent()]
+            .into_iter()
+            .flatten()
+            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
+        match worst {
+            None => HealthClass::Unknown,
+            Some(w) if w > CRITICAL_ABOVE => HealthClass::Critical,
+            Some(w) if w >= WARNING_AT => HealthClass::Warning,
+            Some(_) => HealthClass::Healthy,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthClass::Healthy => "healthy",
+            HealthClass::Warning => "warning",
+            HealthClass::Critical => "critical",
+            HealthClass::Stopped => "stopped",
+            HealthClass::Unknown => "unknown",
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CollectorStats {
+    pub rounds: AtomicU64,
+    pub samples: AtomicU64,
+    pub errors: AtomicU64,
+    /// Duration of the last round, in microseconds.
+    pub last_round_micros: AtomicU64,
+}
+
+/// Samples by container ID.
+pub type Samples = HashMap<String, Sample>;
+
+/// The figures of every running container; clone freely (shared). Each round publishes a
+/// whole new map, so a reader takes one cheap snapshot per request and never waits on a
+/// round.
+#[derive(Clone, Default)]
+pub struct Resources {
+    samples: Arc<RwLock<Arc<Samples>>>,
+    pub stats: Arc<CollectorStats>,
+}
+
+impl Resources {
+    /// The figures of the last round.
+    pub fn snapshot(&self) -> Arc<Samples> {
+        self.samples.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Sample> {
+        self.snapshot().get(id).cloned()
+    }
+
+    /// Samples every running container of `store` every `interval`, forever, with the
+    /// client the informer currently holds.
+    pub async fn run(self, store: Store, mut docker: watch::Receiver<Option<Docker>>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let client = docker.borrow_and_update().clone();
+            let Some(client) = client else {
+                // Not connected yet: wait for the informer's first connection.
+                if docker.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            self.round(&store, &client).await;
+        }
+    }
+
+    /// One round: sample all running containers, forget those no longer running.
+    async fn round(&self, store: &Store, docker: &Docker) {
+        let started = std::time::Instant::now();
+        let running: Vec<String> = store
+            .list()
+            .iter()
+            .filter(|c| c.state == State::Running)
+            .map(|c| c.id.clone())
+            .collect();
+        let results: Vec<(String, Option<ContainerStatsResponse>)> =
+            futures_util::stream::iter(running.clone())
+                .map(|id| async move {
+                    let r = fetch(docker, &id).await;
+                    (id, r)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let keep: HashSet<&String> = running.iter().collect();
+        let now = SystemTime::now();
+        let previous = self.snapshot();
+        let mut samples: Samples = previous
+            .iter()
+            .filter(|(id, _)| keep.contains(id))
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect();
+        for (id, resp) in results {
+            let Some(resp) = resp else {
+                self.stats.errors.fetch_add(1, Relaxed);
+                continue;
+            };
+            if let Some(s) = sample_from(&resp, previous.get(&id), now) {
+                self.stats.samples.fetch_add(1, Relaxed);
+                samples.insert(id, s);
+            }
+        }
+        *self.samples.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(samples);
+        self.stats.rounds.fetch_add(1, Relaxed);
+        self.stats
+            .last_round_micros
+            .store(started.elapsed().as_micros() as u64, Relaxed);
+    }
+}
+
+/// One `one-shot` stats sample; `None` (logged at debug: a container that just stopped is
+/// normal) on error or timeout.
+async fn fetch(docker: &Docker, id: &str) -> Option<ContainerStatsResponse> {
+    let opts = StatsOptionsBuilder::default()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let call = async { docker.stats(id, Some(opts)).try_next().await };
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(Some(r))) => Some(r),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::debug!(container = %id, error = %e, "stats failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(container = %id, "stats timed out");
+            None
+        }
+    }
+}
+
+fn cpu_totals(s: Option<&ContainerCpuStats>) -> Option<(u64, u64)> {
+    let s = s?;
+    let total = s.cpu_usage.as_ref()?.total_usage?;
+    let system = s.system_cpu_usage?;
+    (system > 0).then_some((total, system))
+}
+
+/// Turns an engine answer into a sample; CPU % from the engine's own `precpu_stats` when it
+/// filled them, else from the previous sample. `None` when the answer has no figures (the
+/// container stopped meanwhile).
+pub fn sample_from(r: &ContainerStatsResponse, prev: Option<&Sample>, now: SystemTime) -> Option<Sample> {
+    let (cpu_total_ns, system_total_ns) = cpu_totals(r.cpu_stats.as_ref())?;
+    let online_cpus = r
+        .cpu_stats
+        .as_ref()
+        .and_then(|c| c.online_cpus)
+        .filter(|n| *n > 0)
+        .or_else(|| {
+            r.cpu_stats
+                .as_ref()
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.percpu_usage.as_ref())
+                .map(|p| p.len() as u32)
+        })
+        .unwrap_or(1)
+        .max(1);
+    let before =
+        cpu_totals(r.precpu_stats.as_ref()).or_else(|| prev.map(|p| (p.cpu_total_ns, p.system_total_ns)));
+    let cpu_percent = before.and_then(|(cpu0, sys0)| {
+        // A restarted container's counters start again from zero: no delta then.
+        let cpu = cpu_total_ns.checked_sub(cpu0)?;
+        let sys = system_total_ns.checked_sub(sys0).filter(|d| *d > 0)?;
+        Some(cpu as f64 / sys as f64 * f64::from(online_cpus) * 100.0)
+    });
+    let mem = r.memory_stats.as_ref()?;
+    let usage = mem.usage?;
+    // Like the Docker CLI: subtract reclaimable cache (cgroup v1: total_inactive_file,
+    // cgroup v2: inactive_file) when it is smaller than the usage.
+    let inactive = mem.stats.as_ref().and_then(|s| {
+        s.get("total_inactive_file")
+            .or_else(|| s.get("inactive_file"))
+            .copied()
+    });
+    let memory_bytes = match inactive {
+        Some(i) if i < usage => usage - i,
+        _ => usage,
+    };
+    Some(Sample {
+        cpu_percent,
+        online_cpus,
+        memory_bytes,
+        memory_limit_bytes: mem.limit.filter(|l| *l > 0),
+        sampled_at: now,
+        cpu_total_ns,
+        system_total_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerCpuUsage, ContainerMemoryStats};
+
+    fn resp(cpu: u64, sys: u64, mem: u64, limit: u64) -> ContainerStatsResponse {
+        ContainerStatsResponse {
+            cpu_stats: Some(ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(cpu),
+                    ..Default::default()
+                }),
+                system_cpu_usage: Some(sys),
+                online_cpus: Some(2),
+                ..Default::default()
+            }),
+            precpu_stats: Some(ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(mem),
+                limit: Some(limit),
+                stats: Some(HashMap::from([("total_inactive_file".to_string(), 100)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cpu_percent_needs_two_samples() {
+        let now = SystemTime::now();
+        let first = sample_from(&resp(1_000, 10_000, 1_100, 4_000), None, now).unwrap();
+        assert_eq!(first.cpu_percent, None, "one-shot: no precpu, no previous sample");
+        assert_eq!(first.memory_bytes, 1_000, "inactive file cache excluded");
+        assert_eq!(first.memory_percent(), Some(25.0));
+        // 500 ns of container CPU over 1000 ns of host CPU time on 2 CPUs: one CPU busy.
+        let second = sample_from(&resp(1_500, 11_000, 1_100, 4_000), Some(&first), now).unwrap();
+        assert_eq!(second.cpu_percent, Some(100.0));
+        assert_eq!(second.cpu_share_percent(), Some(50.0));
+        // Counters went backwards (restart): no figure rather than a wrong one.
+        let third = sample_from(&resp(10, 12_000, 1_100, 4_000), Some(&second), now).unwrap();
+        assert_eq!(third.cpu_percent, None);
+        // An engine that filled precpu_stats itself.
+        let mut r = resp(1_500, 11_000, 1_100, 4_000);
+        r.precpu_stats = resp(1_000, 10_000, 0, 0).cpu_stats;
+        assert_eq!(sample_from(&r, None, now).unwrap().cpu_percent, Some(100.0));
+    }
+
+    #[test]
+    fn stopped_container_answer_has_no_sample() {
+        let mut r = resp(0, 0, 0, 0);
+        r.cpu_stats.as_mut().unwrap().system_cpu_usage = None;
+        assert_eq!(sample_from(&r, None, SystemTime::now()), None);
+    }
+
+    #[test]
+    fn health_classes() {
+        let now = SystemTime::now();
+        let with = |cpu: Option<f64>, mem: u64| Sample {
+            cpu_percent: cpu,
+            online_cpus: 2,
+            memory_bytes: mem,
+            memory_limit_bytes: Some(100),
+            sampled_at: now,
+            cpu_total_ns: 0,
+            system_total_ns: 0,
+        };
+        let class = |s: &Sample| HealthClass::of(State::Running, Some(s));
+        assert_eq!(class(&with(Some(10.0), 10)), HealthClass::Healthy);
+        assert_eq!(
+            class(&with(Some(149.0), 10)),
+            HealthClass::Healthy,
+            "74.5 % of 2 CPUs"
+        );
+        assert_eq!(
+            class(&with(Some(150.0), 10)),
+            HealthClass::Warning,
+            "75 % of 2 CPUs"
+        );
+        assert_eq!(
+            class(&with(None, 90)),
+            HealthClass::Warning,
+            "90 % is still warning"
+        );
+        assert_eq!(class(&with(None, 91)), HealthClass::Critical);
+        assert_eq!(class(&with(Some(190.0), 5)), HealthClass::Critical);
+        assert_eq!(HealthClass::of(State::Running, None), HealthClass::Unknown);
+        assert_eq!(
+            HealthClass::of(State::Exited, Some(&with(None, 99))),
+            HealthClass::Stopped
+        );
+        assert_eq!(HealthClass::of(State::Paused, None), HealthClass::Stopped);
+    }
+}
