@@ -7,7 +7,7 @@ use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, Health
 use serde::Serialize;
 
 /// Docker's container states, plus `Unknown` for anything a newer engine may report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Created,
@@ -17,6 +17,7 @@ pub enum State {
     Removing,
     Exited,
     Dead,
+    #[default]
     Unknown,
 }
 
@@ -91,8 +92,9 @@ pub struct Port {
 
 /// Everything dockwarden knows about one container. Built from `inspect` (plus the image's
 /// repo tags and digests), never from the list summary, so every field means the same thing
-/// whichever way the container entered the picture.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// whichever way the container entered the picture. `Default` is for tests and examples:
+/// the informer only builds containers through [`Container::from_inspect`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Container {
     pub id: String,
     /// Without Docker's leading `/`.

@@ -290,19 +290,10 @@ fn handle_event(shared: &Shared, ev: EventMessage) {
 /// Lists every container (and forgets those the list no longer has) through the work queue,
 /// and waits until each listed ID has been inspected. Returns how many were listed.
 async fn relist(config: &Config, shared: Arc<Shared>, docker: Docker) -> Result<usize, crate::Error> {
-    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    if let Some(sel) = &config.label_selector {
-        filters.insert("label", vec![sel.as_str()]);
-    }
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let listed = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| crate::Error::docker("list containers", e))?;
-    let ids: HashSet<String> = listed.into_iter().filter_map(|c| c.id).collect();
+    let ids: HashSet<String> = list_ids(&docker, config.label_selector.as_deref())
+        .await?
+        .into_iter()
+        .collect();
     let gone: Vec<String> = shared
         .store
         .ids()
@@ -315,6 +306,24 @@ async fn relist(config: &Config, shared: Arc<Shared>, docker: Docker) -> Result<
     }
     tracker.wait().await;
     Ok(ids.len())
+}
+
+/// IDs of every container (running or not), only those with the label when a selector is
+/// given.
+async fn list_ids(docker: &Docker, label_selector: Option<&str>) -> Result<Vec<String>, crate::Error> {
+    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
+    if let Some(sel) = label_selector {
+        filters.insert("label", vec![sel]);
+    }
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let listed = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| crate::Error::docker("list containers", e))?;
+    Ok(listed.into_iter().filter_map(|c| c.id).collect())
 }
 
 /// Inspects queued containers into the store, forever.
@@ -415,21 +424,10 @@ pub async fn fetch_all(
     docker: &Docker,
     label_selector: Option<&str>,
 ) -> Result<Vec<Container>, crate::Error> {
-    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    if let Some(sel) = label_selector {
-        filters.insert("label", vec![sel]);
-    }
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let listed = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| crate::Error::docker("list containers", e))?;
+    let listed = list_ids(docker, label_selector).await?;
     let mut images: HashMap<String, ImageFacts> = HashMap::new();
     let mut out = Vec::with_capacity(listed.len());
-    for id in listed.into_iter().filter_map(|c| c.id) {
+    for id in listed {
         let resp = match docker.inspect_container(&id, None).await {
             Ok(r) => r,
             Err(e) if docker::status_code(&e) == Some(404) => continue,

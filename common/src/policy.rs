@@ -457,16 +457,7 @@ mod tests {
             image: image.into(),
             image_id: format!("sha256:{}", "f".repeat(64)),
             state: State::Running,
-            created: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            health: None,
-            restart_count: 0,
-            ports: vec![],
-            labels: BTreeMap::new(),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         }
     }
 

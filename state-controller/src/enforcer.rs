@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 
+/// How many container names the "keeps coming back" report remembers.
+const MAX_TRACKED_NAMES: usize = 10_000;
+
 /// Who this process is, so it never acts on itself or its sibling (same image).
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
@@ -299,6 +302,11 @@ impl Enforcer {
                 .remove(&c.id);
             return;
         };
+        if self.actions_by_name.len() >= MAX_TRACKED_NAMES && !self.actions_by_name.contains_key(&c.name) {
+            // Endless unique names must not grow memory without bound; forgetting only
+            // weakens the "keeps coming back" report.
+            self.actions_by_name.clear();
+        }
         let count = self.actions_by_name.entry(c.name.clone()).or_default();
         *count += 1;
         let comebacks = *count - 1;
@@ -424,16 +432,7 @@ mod tests {
             image: "busybox:1".into(),
             image_id: "sha256:img".into(),
             state,
-            created: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            health: None,
-            restart_count: 0,
-            ports: vec![],
-            labels: Default::default(),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         }
     }
 
