@@ -77,7 +77,14 @@ pub enum Notice {
         id: String,
         action: String,
         time_nano: i64,
+        /// The event's attributes: for container events the engine puts the container's
+        /// labels here, then overwrites `name` and `image` with the container's name and
+        /// image reference (so labels with those two keys are hidden).
+        attributes: HashMap<String, String>,
     },
+    /// An image was tagged, untagged, deleted, pulled, loaded...: what any image
+    /// reference resolves to may have changed.
+    ImageChanged,
     /// The container as inspected after an event or a re-list.
     Updated(Arc<Container>),
     /// The container no longer exists.
@@ -207,24 +214,29 @@ async fn watch_session(
         since.div_euclid(1_000_000_000),
         since.rem_euclid(1_000_000_000)
     );
-    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut actions: Vec<&str> = CONTAINER_ACTIONS.to_vec();
-    match &config.label_selector {
-        Some(sel) => {
-            filters.insert("type", vec!["container"]);
-            filters.insert("label", vec![sel.as_str()]);
-        }
-        None => {
-            filters.insert("type", vec!["container", "image"]);
-            actions.extend_from_slice(IMAGE_ACTIONS);
-        }
+    // Two subscriptions, merged: container events (only the scope's, when scoped) and
+    // every image event. One filter cannot do both: the engine ANDs filter keys, and image
+    // events carry no container labels. Either ending means the session is over.
+    let mut container_filters: HashMap<&str, Vec<&str>> = HashMap::new();
+    container_filters.insert("type", vec!["container"]);
+    container_filters.insert("event", CONTAINER_ACTIONS.to_vec());
+    if let Some(sel) = &config.label_selector {
+        container_filters.insert("label", vec![sel.as_str()]);
     }
-    filters.insert("event", actions);
-    let opts = EventsOptionsBuilder::default()
-        .since(&since)
-        .filters(&filters)
-        .build();
-    let events = docker.events(Some(opts));
+    let mut image_filters: HashMap<&str, Vec<&str>> = HashMap::new();
+    image_filters.insert("type", vec!["image"]);
+    image_filters.insert("event", IMAGE_ACTIONS.to_vec());
+    let subscribe = |filters: &HashMap<&str, Vec<&str>>| {
+        let opts = EventsOptionsBuilder::default()
+            .since(&since)
+            .filters(filters)
+            .build();
+        docker
+            .events(Some(opts))
+            .map(Some)
+            .chain(futures_util::stream::once(async { None }))
+    };
+    let events = futures_util::stream::select(subscribe(&container_filters), subscribe(&image_filters));
     tokio::pin!(events);
 
     let mut relist = Some(Box::pin(relist(config, shared.clone(), docker.clone())));
@@ -233,7 +245,7 @@ async fn watch_session(
     loop {
         tokio::select! {
             biased;
-            ev = events.next() => match ev {
+            ev = events.next() => match ev.flatten() {
                 Some(Ok(ev)) => {
                     shared.stats.events.fetch_add(1, Relaxed);
                     if let Some(t) = ev.time_nano {
@@ -272,7 +284,9 @@ fn handle_event(shared: &Shared, ev: EventMessage) {
     let action = ev.action.unwrap_or_default();
     match ev.typ {
         Some(EventMessageTypeEnum::IMAGE) => {
+            tracing::debug!(image = %id, %action, "image event");
             shared.images.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            shared.notify(Notice::ImageChanged);
         }
         Some(EventMessageTypeEnum::CONTAINER) => {
             tracing::debug!(container = %id, %action, "event");
@@ -280,6 +294,7 @@ fn handle_event(shared: &Shared, ev: EventMessage) {
                 id: id.clone(),
                 action,
                 time_nano: ev.time_nano.unwrap_or_default(),
+                attributes: ev.actor.and_then(|a| a.attributes).unwrap_or_default(),
             });
             shared.queue.push(&id, None);
         }

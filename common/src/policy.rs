@@ -281,6 +281,15 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether any rule looks at label `key`: the engine's event attributes hide labels
+    /// named `name` and `image`, so a decision from attributes alone is exact only when no
+    /// rule uses those keys.
+    pub fn uses_label_key(&self, key: &str) -> bool {
+        self.rules.iter().any(|r| r.labels.iter().any(|(k, _)| k == key))
+    }
+}
+
 impl Rule {
     /// Every field given must match.
     pub fn matches(&self, c: &Container) -> bool {

@@ -25,14 +25,21 @@ pub fn http_ok(url: &str, timeout: Duration) -> Result<bool, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| format!("read: {e}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // One write: a request split over several writes can meet a server that already
+    // answered and closed.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    // The status line's first 12 bytes ("HTTP/1.1 200"), however the reads split them.
+    let mut head = Vec::with_capacity(12);
+    let mut buf = [0u8; 64];
+    while head.len() < 12 {
+        match s.read(&mut buf).map_err(|e| format!("read: {e}"))? {
+            0 => break,
+            n => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
     Ok(line.starts_with("HTTP/1.0 200") || line.starts_with("HTTP/1.1 200"))
 }
 
@@ -62,8 +69,15 @@ mod tests {
         let t = std::thread::spawn(move || {
             for (i, s) in l.incoming().take(2).enumerate() {
                 let mut s = s.unwrap();
+                // Read the whole request head before answering, as a real server does.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf);
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let status = if i == 0 {
                     "200 OK"
                 } else {

@@ -94,7 +94,22 @@ pub struct Enforcer {
     /// What was last logged per container, so updates that change nothing (health
     /// checks, repeated inspects) do not repeat the decision line.
     logged: HashMap<String, String>,
+    /// What each image reference (as given to `docker run`) resolved to at its last
+    /// inspect. With it a container is judged from its create or start event alone, no
+    /// API call in between. Cleared on every image event (tag, untag, pull, load...).
+    images: HashMap<String, ImageOf>,
 }
+
+/// An image reference's resolution, as the last inspect saw it.
+#[derive(Debug, Clone)]
+struct ImageOf {
+    id: String,
+    tags: Vec<String>,
+    digests: Vec<String>,
+}
+
+/// How many image references the enforcer remembers.
+const MAX_TRACKED_IMAGES: usize = 10_000;
 
 struct Cached {
     generation: u64,
@@ -121,6 +136,7 @@ impl Enforcer {
             started_at: HashMap::new(),
             actions_by_name: HashMap::new(),
             logged: HashMap::new(),
+            images: HashMap::new(),
         }
     }
 
@@ -151,15 +167,34 @@ impl Enforcer {
                 id,
                 action,
                 time_nano,
+                attributes,
             } => {
-                if matches!(action.as_str(), "start" | "restart" | "unpause" | "create") {
-                    self.started_at.insert(id.clone(), time_nano);
+                let state = match action.as_str() {
+                    "create" => State::Created,
+                    "start" | "restart" | "unpause" => State::Running,
+                    _ => return,
+                };
+                self.started_at.insert(id.clone(), time_nano);
+                if state == State::Running && self.fast_path(&id) {
+                    return;
                 }
-                if matches!(action.as_str(), "start" | "restart" | "unpause") {
-                    self.fast_path(&id);
+                if let Some(c) = self.judge_from_event(&id, state, attributes) {
+                    self.consider(Arc::new(c));
                 }
             }
-            Notice::Updated(c) => self.consider(c),
+            Notice::ImageChanged => self.images.clear(),
+            Notice::Updated(c) => {
+                if self.images.len() >= MAX_TRACKED_IMAGES {
+                    self.images.clear();
+                }
+                let of = ImageOf {
+                    id: c.image_id.clone(),
+                    tags: c.image_tags.clone(),
+                    digests: c.image_digests.clone(),
+                };
+                self.images.insert(c.image.clone(), of);
+                self.consider(c);
+            }
             Notice::Removed(id) => {
                 self.cached.remove(&id);
                 self.started_at.remove(&id);
@@ -173,12 +208,14 @@ impl Enforcer {
     }
 
     /// A (re)start of a container already judged at `create`: act now, without waiting
-    /// for the inspect that follows.
-    fn fast_path(&mut self, id: &str) {
+    /// for the inspect that follows. Returns whether a decision was cached.
+    fn fast_path(&mut self, id: &str) -> bool {
         let generation = self.policy.current().generation;
-        let Some(cached) = self.cached.get(id) else { return };
+        let Some(cached) = self.cached.get(id) else {
+            return false;
+        };
         if cached.generation != generation {
-            return;
+            return false;
         }
         if let Decision::Deny {
             verdict,
@@ -190,6 +227,37 @@ impl Enforcer {
             let (c, v) = (cached.container.clone(), verdict.clone());
             self.act(c, v, action, "start event");
         }
+        true
+    }
+
+    /// Rebuilds a container from an event's attributes (name, image reference, labels)
+    /// and the image reference's last known resolution, when that is exact: the image was
+    /// seen before and no rule uses the label keys the attributes hide. Otherwise `None`,
+    /// and the inspect that follows decides.
+    fn judge_from_event(
+        &self,
+        id: &str,
+        state: State,
+        mut attributes: HashMap<String, String>,
+    ) -> Option<Container> {
+        let loaded = self.policy.current();
+        if loaded.policy.uses_label_key("name") || loaded.policy.uses_label_key("image") {
+            return None;
+        }
+        let name = attributes.remove("name")?;
+        let image = attributes.remove("image")?;
+        let of = self.images.get(&image)?;
+        Some(Container {
+            id: id.to_string(),
+            name,
+            image_id: of.id.clone(),
+            image_tags: of.tags.clone(),
+            image_digests: of.digests.clone(),
+            image,
+            state,
+            labels: attributes.into_iter().collect(),
+            ..Default::default()
+        })
     }
 
     fn policy_action(&self) -> Option<Action> {
