@@ -21,7 +21,9 @@ cd "$(dirname "$0")/.."
 
 ID=$$
 export COMPOSE_PROJECT_NAME="dwtest-e2e-$ID"
-export DOCKWARDEN_IMAGE="dwtest-e2e-$ID-dockwarden:local"
+# A repository path ending in /dockwarden, so that the shipped rule image = "*/dockwarden:*"
+# applies to it as it does to the default dockwarden:local.
+export DOCKWARDEN_IMAGE="dwtest-e2e-$ID/dockwarden:local"
 export DOCKWARDEN_SCOPE="dwtest.scope=e2e-$ID"
 SLEEPER="dwtest-e2e-$ID-sleeper:local"
 C_DENIED="dwtest-e2e-$ID-denied"   # started under audit, killed when enforce is switched on
@@ -210,7 +212,7 @@ left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT
 [ -z "$(docker network ls -q --filter "name=^${COMPOSE_PROJECT_NAME}_")" ] || fail "network left after down"
 docker rm -f "$C_DENIED" "$C_LATE" "$C_OK" >/dev/null
 docker rmi "$DOCKWARDEN_IMAGE" "$SLEEPER" >/dev/null
-left=$(docker ps -aq --filter "name=^/dwtest-e2e-$ID"; docker images -q "dwtest-e2e-$ID-*"; docker network ls -q --filter "name=^dwtest-e2e-$ID")
+left=$(docker ps -aq --filter "name=^/dwtest-e2e-$ID"; docker images -q "$DOCKWARDEN_IMAGE"; docker images -q "$SLEEPER"; docker network ls -q --filter "name=^dwtest-e2e-$ID")
 [ -z "$left" ] || fail "left behind: $left"
 log "ok: nothing left behind (containers, network, images of project $COMPOSE_PROJECT_NAME)"
 log "e2e-compose: PASSED"

