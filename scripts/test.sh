@@ -18,8 +18,8 @@ else
   cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
 
-# Deployment checks (issue: ship it); each script exits non-zero on failure.
-for s in scripts/lint-deploy.sh scripts/e2e-compose.sh; do
+# The page in a real browser, then the deployment checks; each exits non-zero on failure.
+for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/e2e-compose.sh; do
   if [ -f "$s" ]; then
     printf '\n=== %s ===\n' "$s"
     bash "$s"
