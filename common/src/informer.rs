@@ -68,6 +68,20 @@ impl Default for Config {
     }
 }
 
+/// Parses a `--scope` value into the label selector the Docker API takes: `key` or
+/// `key=value` with a non-empty key and no surrounding blanks. The empty string (compose
+/// passes `DOCKWARDEN_SCOPE=` when the variable is unset) is accepted and means no scope.
+pub fn parse_label_selector(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let key = s.split_once('=').map_or(s, |(k, _)| k);
+    if key.trim().is_empty() || key != key.trim() {
+        return Err(format!("{s:?} is not KEY or KEY=VALUE"));
+    }
+    Ok(s.to_string())
+}
+
 /// What the informer tells a consumer that reacts to changes (the controller).
 #[derive(Debug, Clone)]
 pub enum Notice {

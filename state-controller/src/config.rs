@@ -48,7 +48,7 @@ pub struct RunArgs {
     pub log_format: common::telemetry::LogFormat,
     /// Govern only containers with this label (KEY=VALUE or KEY), for staged roll-outs
     /// and tests on a shared engine. Unset or empty: every container.
-    #[arg(long, env = "DOCKWARDEN_SCOPE", global = true, value_parser = parse_scope)]
+    #[arg(long, env = "DOCKWARDEN_SCOPE", global = true, value_parser = common::informer::parse_label_selector)]
     pub scope: Option<String>,
 }
 
@@ -57,19 +57,6 @@ pub struct CheckArgs {
     /// Only validate the file; do not contact Docker.
     #[arg(long)]
     pub offline: bool,
-}
-
-/// A label selector as the Docker API takes it: `key` or `key=value`, key not empty. An
-/// empty value (compose passes `DOCKWARDEN_SCOPE=` when unset) means no scope.
-fn parse_scope(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Ok(String::new());
-    }
-    let key = s.split_once('=').map_or(s, |(k, _)| k);
-    if key.trim().is_empty() || key != key.trim() {
-        return Err(format!("{s:?} is not KEY or KEY=VALUE"));
-    }
-    Ok(s.to_string())
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub struct ServeArgs {
     pub token: Option<String>,
     /// Report only containers with this label (KEY=VALUE or KEY), like the controller's
     /// --scope. Unset or empty: every container.
-    #[arg(long, env = "DOCKWARDEN_SCOPE", value_parser = parse_scope)]
+    #[arg(long, env = "DOCKWARDEN_SCOPE", value_parser = common::informer::parse_label_selector)]
     pub scope: Option<String>,
     /// Seconds between two rounds of CPU and memory sampling.
     #[arg(long, env = "STATUS_API_STATS_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -57,19 +57,6 @@ pub struct ServeArgs {
     /// Log format: text (one line per event) or json.
     #[arg(long, env = "DOCKWARDEN_LOG_FORMAT", default_value = "text")]
     pub log_format: common::telemetry::LogFormat,
-}
-
-/// A label selector as the Docker API takes it: `key` or `key=value`, key not empty. The
-/// empty string is allowed here and means "no scope".
-fn parse_scope(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Ok(String::new());
-    }
-    let key = s.split_once('=').map_or(s, |(k, _)| k);
-    if key.trim().is_empty() || key != key.trim() {
-        return Err(format!("{s:?} is not KEY or KEY=VALUE"));
-    }
-    Ok(s.to_string())
 }
 
 #[cfg(test)]
