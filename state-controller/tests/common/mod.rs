@@ -1,18 +1,22 @@
 //! Helpers for the controller's integration tests: the real binary started as a child
 //! process (scoped to one test's containers), its log, its metrics, the engine's own event
-//! history, and a private `dockerd` for faults the shared engine must not suffer.
+//! history (replayed, or recorded live for bursts larger than the engine's 256-event replay
+//! buffer), many containers started at once, and a private `dockerd` for faults the shared
+//! engine must not suffer.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::EventMessage;
-use bollard::query_parameters::EventsOptionsBuilder;
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::StreamExt;
+use testkit::{SCOPE_LABEL, Scope, Spec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A running `state-controller`, killed (by its PID) when dropped.
@@ -87,6 +91,10 @@ impl Controller {
             .unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn still_running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
@@ -157,15 +165,38 @@ pub fn free_port() -> u16 {
 
 /// Minimal HTTP/1.0 GET on loopback; returns the body.
 pub async fn http_get(port: u16, path: &str) -> Result<String> {
+    Ok(http_get_status(port, path).await?.1)
+}
+
+/// Minimal HTTP/1.0 GET on loopback (JSON asked for); returns the status code and the body.
+pub async fn http_get_status(port: u16, path: &str) -> Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
-    Ok(buf
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status line in {:?}", buf.get(..80).unwrap_or(&buf)))?;
+    let body = buf
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `VmRSS` of a process, KiB (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn now_nano() -> i64 {
@@ -189,6 +220,146 @@ pub async fn engine_events(
         .filter_map(|e| async move { e.ok() })
         .collect()
         .await
+}
+
+/// Container ID -> every (action, engine time in ns) seen for it.
+type Seen = Arc<Mutex<HashMap<String, Vec<(String, i64)>>>>;
+
+/// The engine's container events, recorded live from the moment it is started. The engine
+/// replays only its last 256 events (of every user of the engine) for `since`, so a test
+/// that makes more than a few dozen containers, or shares the engine with other tests, must
+/// read the stream as it happens: [`engine_events`] would silently miss the early ones.
+pub struct EventLog {
+    seen: Seen,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventLog {
+    /// Records container events carrying `label` (`key=value`), from one second ago.
+    pub fn start(docker: &Docker, label: &str) -> EventLog {
+        let seen: Seen = Arc::default();
+        let (docker, label, out) = (docker.clone(), label.to_string(), seen.clone());
+        let since = now_nano() - 1_000_000_000;
+        let task = tokio::spawn(async move {
+            let filters = HashMap::from([("type", vec!["container"]), ("label", vec![label.as_str()])]);
+            let opts = EventsOptionsBuilder::default()
+                .since(&format!("{}.{:09}", since / 1_000_000_000, since % 1_000_000_000))
+                .filters(&filters)
+                .build();
+            let mut events = docker.events(Some(opts));
+            while let Some(Ok(e)) = events.next().await {
+                let (Some(id), Some(action), Some(t)) = (e.actor.and_then(|a| a.id), e.action, e.time_nano)
+                else {
+                    continue;
+                };
+                out.lock().unwrap().entry(id).or_default().push((action, t));
+            }
+        });
+        EventLog { seen, task }
+    }
+
+    /// Every (action, engine time in ns) seen for one container, in order.
+    pub fn of(&self, id: &str) -> Vec<(String, i64)> {
+        self.seen.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+
+    /// Engine time of the first `action` of a container.
+    pub fn first(&self, id: &str, action: &str) -> Option<i64> {
+        self.of(id).into_iter().find(|(a, _)| a == action).map(|(_, t)| t)
+    }
+
+    /// Whether the container ever had `action` (`kill`, `die`, `destroy`, ...).
+    pub fn saw(&self, id: &str, action: &str) -> bool {
+        self.first(id, action).is_some()
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Creates and starts many sleepers in `scope` at once (at most `in_flight` engine calls
+/// at a time): `(name suffix, extra labels)` each. Returns `(name suffix, container ID)`;
+/// a failure to create is an error, a failure to start is not (under `action = "remove"`
+/// the controller may remove a denied container before its start).
+pub async fn start_many(
+    docker: &Docker,
+    scope: &Scope,
+    specs: Vec<(String, Vec<(String, String)>)>,
+    in_flight: usize,
+) -> Result<Vec<(String, String)>> {
+    let results: Vec<Result<(String, String)>> = futures_util::stream::iter(specs)
+        .map(|(name, labels)| async move {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let id = scope
+                .run(docker, Spec::new(&name).labels(&labels).created_only())
+                .await?;
+            let _ = docker
+                .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
+                .await;
+            Ok((name, id))
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Every container of a scope: ID -> (name without the scope prefix, state).
+pub async fn scope_states(docker: &Docker, scope: &Scope) -> HashMap<String, (String, String)> {
+    let label = format!("{SCOPE_LABEL}={}", scope.id);
+    let filters = HashMap::from([("label", vec![label.as_str()])]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let prefix = format!("/{}-", scope.id);
+    docker
+        .list_containers(Some(opts))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches(&prefix).to_string();
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            Some((c.id?, (name, state)))
+        })
+        .collect()
+}
+
+/// Waits until no container among `ids` is running (or restarting, or paused); returns the
+/// names of those still running at `timeout`.
+pub async fn wait_none_running(
+    docker: &Docker,
+    scope: &Scope,
+    ids: &[String],
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let states = scope_states(docker, scope).await;
+        let running: Vec<String> = ids
+            .iter()
+            .filter_map(|id| states.get(id))
+            .filter(|(_, s)| matches!(s.as_str(), "running" | "restarting" | "paused"))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if running.is_empty() || Instant::now() > deadline {
+            return running;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Median and worst of a list of milliseconds (for the figures tests print, never assert).
+pub fn median_worst(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[v.len() - 1])
 }
 
 /// Actions (`create`, `start`, `kill`, `die`, ...) the engine recorded for one container.
