@@ -112,8 +112,19 @@ else
 fi
 SC=target/x86_64-unknown-linux-gnu/release/state-controller
 if [ -x "$SC" ]; then
-  run "state-controller check config/allowlist.toml" "$SC" check --allowlist config/allowlist.toml
-  run "state-controller check k8s/allowlist.toml" "$SC" check --allowlist k8s/allowlist.toml
+  # Offline on purpose (no Docker host): only the files are judged, not this engine's containers.
+  run "state-controller check config/allowlist.toml" \
+    env DOCKER_HOST=unix:///nonexistent/docker.sock "$SC" check --allowlist config/allowlist.toml
+  run "state-controller check k8s/allowlist.toml" \
+    env DOCKER_HOST=unix:///nonexistent/docker.sock "$SC" check --allowlist k8s/allowlist.toml
+  # ... and it must refuse a bad one (exit 2).
+  bad_policy_refused() {
+    printf 'mode = "enforce"\n[[allow]]\nnmae = "typo"\n' >"$OUT/bad-allowlist.toml"
+    local rc=0
+    env DOCKER_HOST=unix:///nonexistent/docker.sock "$SC" check --allowlist "$OUT/bad-allowlist.toml" >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 2 ]
+  }
+  run "state-controller check refuses a bad policy with exit 2 (self-test)" bad_policy_refused
 else
   step "state-controller check: SKIP ($SC not built; scripts/build-static.sh builds it)"
 fi
