@@ -143,19 +143,22 @@ impl Resources {
     /// Samples every running container of `store` every `interval`, forever, with the
     /// client the informer currently holds.
     pub async fn run(self, store: Store, mut docker: watch::Receiver<Option<Docker>>, interval: Duration) {
+        // The first round as soon as the picture is complete, then one every `interval`.
+        store.wait_until_ready().await;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let client = docker.borrow_and_update().clone();
-            let Some(client) = client else {
-                // Not connected yet: wait for the informer's first connection.
-                if docker.changed().await.is_err() {
-                    return;
+            match client {
+                Some(client) => self.round(&store, &client).await,
+                // Not connected (yet): wait for the informer's next connection.
+                None => {
+                    if docker.changed().await.is_err() {
+                        return;
+                    }
                 }
-                continue;
-            };
-            self.round(&store, &client).await;
+            }
         }
     }
 
