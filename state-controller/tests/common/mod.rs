@@ -379,10 +379,18 @@ pub struct PrivateEngine {
     pub host: String,
     ns: String,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl PrivateEngine {
     pub async fn start(tag: &str) -> Result<PrivateEngine> {
+        Self::start_with(tag, &[]).await
+    }
+
+    /// Like [`PrivateEngine::start`], with more `dockerd` flags (kept across restarts),
+    /// e.g. `--shutdown-timeout 1` so a stop does not wait 15 s for containers that ignore
+    /// SIGTERM (the sleeper does, as PID 1).
+    pub async fn start_with(tag: &str, extra: &[&str]) -> Result<PrivateEngine> {
         // Short path: Unix socket paths are limited to 108 bytes.
         let dir = PathBuf::from(format!("/tmp/dwtest-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -393,6 +401,7 @@ impl PrivateEngine {
             dir,
             host,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         e.launch().await?;
         Ok(e)
@@ -428,6 +437,7 @@ impl PrivateEngine {
                 "--containerd-plugins-namespace",
                 &format!("{}-p", self.ns),
             ])
+            .args(&self.extra)
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())

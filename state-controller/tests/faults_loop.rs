@@ -1,0 +1,166 @@
+//! Reliability under engine restarts: a private `dockerd` is restarted twice while a loop
+//! keeps starting containers on it (allowed and denied, some with `--restart=always`, which
+//! the engine revives at its restart). The controller must never exit, must reconnect after
+//! each restart, nothing denied may be left running, and no allowed container may be acted
+//! on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::{Controller, PrivateEngine, TempDir};
+use testkit::{SLEEPER_IMAGE, docker_or_skip, sleeper_image};
+
+/// Names of the containers of this engine in `state` (`running`, ...), via the CLI.
+fn names(host: &str, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps", "-a", "--format", "{{.Names}}"];
+    for f in filters {
+        args.extend_from_slice(&["--filter", f]);
+    }
+    let out = Command::new("docker")
+        .env("DOCKER_HOST", host)
+        .args(&args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// The starting loop: `ok-N` and `bad-N` in turn, every fourth one `--restart=always`, as
+/// fast as the engine takes them; a refusal (engine down) is retried with the next name.
+/// Returns the names it did start, with the time of each start.
+fn start_loop(host: String, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
+    let mut started = Vec::new();
+    let mut i = 0;
+    while !stop.load(Relaxed) {
+        let kind = if i % 2 == 0 { "ok" } else { "bad" };
+        let always = i % 4 >= 2;
+        let name = format!("{kind}-{i}{}", if always { "-always" } else { "" });
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "none"];
+        if always {
+            args.push("--restart=always");
+        }
+        args.push(SLEEPER_IMAGE);
+        let ok = Command::new("docker")
+            .env("DOCKER_HOST", &host)
+            .args(&args)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            started.push((name, Instant::now()));
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started
+}
+
+#[tokio::test]
+async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
+    let Some(_docker) =
+        docker_or_skip("engine_restarted_twice_under_a_start_loop_nothing_denied_survives").await
+    else {
+        return;
+    };
+    sleeper_image().unwrap();
+    // A short shutdown timeout: the sleeper ignores SIGTERM, and the default 15 s per stop
+    // would only slow the test down.
+    let mut engine = PrivateEngine::start_with("loop", &["--shutdown-timeout", "1"])
+        .await
+        .unwrap();
+    engine.load_image(SLEEPER_IMAGE).unwrap();
+    let dir = TempDir::new(&format!("dwtest-looppolicy-{}", std::process::id()));
+    let path = dir.path("allow.toml");
+    std::fs::write(&path, "[[allow]]\nname = \"ok-*\"\n").unwrap();
+    // A private engine: the controller may govern all of it.
+    let mut c = Controller::start(&path, &["--docker-host", &engine.host]);
+    c.wait_synced().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (host, stop) = (engine.host.clone(), stop.clone());
+        std::thread::spawn(move || start_loop(host, stop))
+    };
+    let mut last_restart = Instant::now();
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        engine.stop().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            c.still_running(),
+            "the controller exited while Docker was down:\n{}",
+            c.log_text()
+        );
+        engine.restart().await.unwrap();
+        last_restart = Instant::now();
+        eprintln!("engine restart {round} done");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Relaxed);
+    let started = looper.join().unwrap();
+    let (bad, ok): (Vec<_>, Vec<_>) = started.iter().partition(|(n, _)| n.starts_with("bad-"));
+    assert!(bad.len() >= 6, "the loop started too few containers: {started:?}");
+
+    // Nothing denied survives: after the last restart the controller reconnects (with its
+    // backoff), re-lists, and kills what is running, including the denied containers
+    // revived by their restart policy.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let survivors = loop {
+        let running = names(&engine.host, &["status=running", "name=bad-"]);
+        if running.is_empty() || Instant::now() > deadline {
+            break running;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        survivors.is_empty(),
+        "denied containers still running: {survivors:?}\n{}",
+        c.log_text()
+    );
+    // Stays that way: nothing denied comes back unnoticed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = names(&engine.host, &["status=running", "name=bad-"]);
+    assert!(again.is_empty(), "denied containers running again: {again:?}");
+
+    // No allowed container was acted on. Those with a restart policy, and those started
+    // after the last restart, run; the others stopped with the engine, not by the controller.
+    let running: Vec<String> = names(&engine.host, &["status=running", "name=ok-"]);
+    for (name, at) in &ok {
+        if name.ends_with("-always") || *at > last_restart {
+            assert!(
+                running.contains(name),
+                "allowed {name} is not running; running: {running:?}"
+            );
+        }
+    }
+    let log = c.log_text();
+    let acted_on_allowed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("decision") && l.contains("container=ok-") && l.contains("verdict=\"deny\""))
+        .collect();
+    assert!(
+        acted_on_allowed.is_empty(),
+        "allowed containers judged denied: {acted_on_allowed:#?}"
+    );
+    assert!(c.still_running(), "the controller exited:\n{log}");
+    let reconnects = c.metric("dockwarden_docker_reconnects_total").await;
+    assert!(
+        reconnects >= 2.0,
+        "{reconnects} reconnects counted, expected one per restart"
+    );
+    let kills = c.count_log(&["decision", "verdict=\"deny\"", "result=\"ok\""]);
+    eprintln!(
+        "engine restarted twice under a start loop: {} started ({} denied, {} allowed), {kills} kills, {reconnects} reconnects, survivors 0, allowed acted on 0",
+        started.len(),
+        bad.len(),
+        ok.len()
+    );
+}
