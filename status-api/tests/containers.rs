@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    KillContainerOptions, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use common::{Api, Opts, TempDir};
 use serde_json::Value;
@@ -63,11 +63,12 @@ async fn start_stop_rename_remove_show_within_a_second() {
         assert_eq!(r.json()["id"], id.as_str());
     }
 
+    // dw-sleeper ignores SIGTERM: `docker stop -t 1` ends in SIGKILL after 1 s.
     docker
-        .kill_container(&id, None::<KillContainerOptions>)
+        .stop_container(&id, Some(StopContainerOptionsBuilder::default().t(1).build()))
         .await
         .unwrap();
-    let t = shows(&api, &id, "killed container listed as exited", |c| {
+    let t = shows(&api, &id, "stopped container listed as exited", |c| {
         c.is_some_and(|c| {
             c["state"] == "exited"
                 && c["status"].as_str().unwrap_or("").starts_with("Exited (137)")
