@@ -22,8 +22,9 @@ impl std::fmt::Debug for Token {
 
 impl Token {
     /// `None` for an empty value: `STATUS_API_TOKEN=` (as compose writes `${VAR:-}`) means
-    /// no token.
+    /// no token. Surrounding whitespace (a newline from a secret file) is not part of it.
     pub fn new(value: &str) -> Option<Token> {
+        let value = value.trim();
         (!value.is_empty()).then(|| Token(Arc::from(value.as_bytes())))
     }
 
@@ -86,6 +87,13 @@ mod tests {
         assert!(missing.message.contains("missing"));
         assert!(!format!("{t:?}").contains("s3cret"));
         assert!(Token::new("").is_none());
+        assert!(Token::new(" \n").is_none());
+        assert!(
+            Token::new("s3cret\n")
+                .unwrap()
+                .check(Some(b"Bearer s3cret"))
+                .is_ok()
+        );
     }
 
     #[test]
