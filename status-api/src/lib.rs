@@ -75,7 +75,8 @@ impl Default for Config {
             token: None,
             scope: None,
             stats_interval: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(10),
+            // Under `docker stop`'s default 10 s before SIGKILL, with room to spare.
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
