@@ -415,7 +415,12 @@ impl PrivateEngine {
             .open(d.join("dockerd.log"))?;
         // Its own (empty) config: the host's /etc/docker/daemon.json may set data-root etc.
         std::fs::write(d.join("daemon.json"), "{}")?;
-        let child = Command::new("dockerd")
+        // In a network namespace of its own: a dockerd started with --bridge=none deletes
+        // any interface named docker0 it can see (moby's removeDefaultBridgeInterface), which
+        // in the host's namespace is the shared engine's default bridge. `unshare` execs
+        // dockerd, so the child's PID is dockerd's. Its containers use no network anyway.
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg("--config-file")
             .arg(d.join("daemon.json"))
             .arg("--data-root")
