@@ -295,7 +295,7 @@ pub fn list_page(views: &[ContainerView], page: &Page) -> String {
         let _ = write!(out, "</td><td class=\"mono\">{}</td></tr>", esc(&ports_text(v)));
     }
     out.push_str("</tbody></table></main>");
-    footer(&mut out, page.now, page.policy_generation);
+    footer(&mut out, page.now, page.policy_generation, true);
     out
 }
 
@@ -345,12 +345,13 @@ fn filter_form(out: &mut String, page: &Page) {
     out.push_str("<button type=\"submit\">Filter</button><a href=\"/containers\">clear</a></form>");
 }
 
-fn footer(out: &mut String, now: SystemTime, generation: Option<u64>) {
+fn footer(out: &mut String, now: SystemTime, generation: Option<u64>, refresh: bool) {
     let _ = write!(
         out,
-        "<footer>Generated {} · refreshes every 10 s · {} · JSON: <span class=\"mono\">curl \
+        "<footer>Generated {}{} · {} · JSON: <span class=\"mono\">curl \
          http://HOST:8080/containers</span></footer></body></html>",
         esc(&format_rfc3339(now)),
+        if refresh { " · refreshes every 10 s" } else { "" },
         match generation {
             Some(g) => format!("allowlist generation {g}"),
             None => "no allowlist".to_string(),
@@ -407,7 +408,15 @@ pub fn detail_page(v: &ContainerView, now: SystemTime, generation: Option<u64>) 
         v.exit_code.map_or_else(|| "–".to_string(), |c| c.to_string()),
     );
     row("restarts", v.restart_count.to_string());
-    row("ports", esc(&ports_text(v)));
+    let ports = ports_text(v);
+    row(
+        "ports",
+        if ports.is_empty() {
+            "–".into()
+        } else {
+            esc(&ports)
+        },
+    );
     let labels = v
         .labels
         .iter()
@@ -415,7 +424,7 @@ pub fn detail_page(v: &ContainerView, now: SystemTime, generation: Option<u64>) 
         .collect::<String>();
     row("labels", if labels.is_empty() { "–".into() } else { labels });
     out.push_str("</dl></main>");
-    footer(&mut out, now, generation);
+    footer(&mut out, now, generation, false);
     out
 }
 
