@@ -52,6 +52,58 @@ pub async fn connect_with_retry(host: Option<&str>) -> Docker {
     }
 }
 
+/// Who this process is: its container and that container's image, when it runs in one.
+/// dockwarden never acts on containers of its own image (the controller and status-api
+/// ship in one image), and the status API reports them as spared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub container_id: Option<String>,
+    pub image_id: Option<String>,
+}
+
+impl Identity {
+    /// Whether `c` is this process's container or runs its image.
+    pub fn is_self(&self, c: &crate::container::Container) -> bool {
+        self.container_id.as_deref() == Some(c.id.as_str())
+            || self.image_id.as_deref() == Some(c.image_id.as_str())
+    }
+}
+
+/// This process's own container and image, when it runs in a container. Retries until the
+/// engine answers: sparing ourselves must never depend on luck.
+pub async fn identity(docker: &Docker) -> Identity {
+    let Some(id) = own_container_id() else {
+        tracing::info!("not running in a container: no container is spared as dockwarden's own");
+        return Identity::default();
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        match docker.inspect_container(&id, None).await {
+            Ok(c) => {
+                let image_id = c.image;
+                tracing::info!(container = %&id[..12], image = image_id.as_deref().unwrap_or("?"),
+                    "running in a container: containers of this image are dockwarden's own and are never acted on");
+                return Identity {
+                    container_id: Some(id),
+                    image_id,
+                };
+            }
+            Err(e) if status_code(&e) == Some(404) => {
+                tracing::warn!(container = %id, "own container ID not known to this engine; sparing by ID only");
+                return Identity {
+                    container_id: Some(id),
+                    image_id: None,
+                };
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, "cannot inspect own container yet; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
 /// HTTP status of a Docker API error, if it was an answer from the engine.
 pub fn status_code(e: &bollard::errors::Error) -> Option<u16> {
     match e {

@@ -55,7 +55,7 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
     };
     // Run as `check` we are not inside the controller's container: spare by image only if
     // we do run inside one.
-    let me = crate::identity(&docker).await;
+    let me = common::docker::identity(&docker).await;
     println!(
         "\n{:<32} {:<40} {:<10} {:<7} WOULD",
         "CONTAINER", "IMAGE", "STATE", "VERDICT"

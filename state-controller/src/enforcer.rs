@@ -22,12 +22,7 @@ use crate::metrics::Metrics;
 /// How many container names the "keeps coming back" report remembers.
 const MAX_TRACKED_NAMES: usize = 10_000;
 
-/// Who this process is, so it never acts on itself or its sibling (same image).
-#[derive(Debug, Clone, Default)]
-pub struct Identity {
-    pub container_id: Option<String>,
-    pub image_id: Option<String>,
-}
+pub use common::docker::Identity;
 
 /// What to do about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +47,7 @@ pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
     if !c.state.is_live() {
         return Decision::NotLive;
     }
-    if me.container_id.as_deref() == Some(c.id.as_str())
-        || me.image_id.as_deref() == Some(c.image_id.as_str())
-    {
+    if me.is_self(c) {
         return Decision::Spare;
     }
     let verdict = policy.evaluate(c);

@@ -21,12 +21,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bollard::Docker;
 use common::informer::{self, Informer};
 use common::store::Store;
 use tokio::sync::mpsc;
 
-use crate::enforcer::{Enforcer, Identity};
+use crate::enforcer::Enforcer;
 use crate::metrics::{Endpoint, Metrics};
 
 /// What [`run`] needs.
@@ -105,7 +104,7 @@ pub async fn run(
             )));
         }
     };
-    let me = identity(&docker).await;
+    let me = common::docker::identity(&docker).await;
     let enforcer = Enforcer::new(store, docker_rx, policy, me, metrics);
     let enforcer_task = tokio::spawn(enforcer.run(rx));
 
@@ -122,39 +121,4 @@ pub async fn run(
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     result.map_err(Failure::Other)
-}
-
-/// This process's own container and image, when it runs in a container. Retries until the
-/// engine answers: sparing ourselves must never depend on luck.
-pub async fn identity(docker: &Docker) -> Identity {
-    let Some(id) = common::docker::own_container_id() else {
-        tracing::info!("not running in a container: no container is spared as dockwarden's own");
-        return Identity::default();
-    };
-    let mut backoff = common::backoff::Backoff::default();
-    loop {
-        match docker.inspect_container(&id, None).await {
-            Ok(c) => {
-                let image_id = c.image;
-                tracing::info!(container = %&id[..12], image = image_id.as_deref().unwrap_or("?"),
-                    "running in a container: containers of this image are dockwarden's own and are never acted on");
-                return Identity {
-                    container_id: Some(id),
-                    image_id,
-                };
-            }
-            Err(e) if common::docker::status_code(&e) == Some(404) => {
-                tracing::warn!(container = %id, "own container ID not known to this engine; sparing by ID only");
-                return Identity {
-                    container_id: Some(id),
-                    image_id: None,
-                };
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, "cannot inspect own container yet; retrying");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
 }
