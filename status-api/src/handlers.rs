@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Rejection, Reply};
 
 use crate::errors::{ApiError, show};
-use crate::models::{ContainerList, ContainerView, Probe};
+use crate::models::{self, ContainerList, ContainerView, Probe};
 use crate::query::{self, ListFilter};
 use crate::{AppState, html, metrics};
 
@@ -120,10 +120,11 @@ pub async fn list(
     let now = SystemTime::now();
     let all = state.store.list();
     let samples = state.resources.snapshot();
+    let me = state.identity();
     let views: Vec<ContainerView> = all
         .iter()
         .filter_map(|c| {
-            let verdict = policy.as_ref().map(|p| p.policy.evaluate(c));
+            let verdict = policy.as_ref().map(|p| models::verdict(&p.policy, c, &me));
             filter
                 .matches(c, verdict.as_ref())
                 .then(|| ContainerView::new(c, samples.get(&c.id), verdict, now))
@@ -158,7 +159,9 @@ pub async fn detail(
     query::parse_none(&params)?;
     let c = resolve(&state, &key)?;
     let policy = state.policy.as_ref().map(|p| p.current());
-    let verdict = policy.as_ref().map(|p| p.policy.evaluate(&c));
+    let verdict = policy
+        .as_ref()
+        .map(|p| models::verdict(&p.policy, &c, &state.identity()));
     let sample = state.resources.get(&c.id);
     let now = SystemTime::now();
     let view = ContainerView::new(&c, sample.as_ref(), verdict, now);

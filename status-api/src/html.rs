@@ -158,7 +158,8 @@ fn verdict_cell(out: &mut String, c: &ContainerView) {
         Some(v) if v.allowed => {
             let _ = write!(
                 out,
-                "<span class=\"badge allowed\">allowed</span><div class=\"reason\">{}</div>",
+                "<span class=\"badge allowed\">{}</span><div class=\"reason\">{}</div>",
+                if v.spared { "spared" } else { "allowed" },
                 esc(&v.reason)
             );
         }

@@ -32,11 +32,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use bollard::Docker;
+use common::docker::Identity;
 use common::informer::{self, Informer};
 use common::reload::PolicyHandle;
 use common::store::Store;
@@ -98,6 +99,9 @@ pub struct Shared {
     pub token: Option<Token>,
     /// Bounds concurrent logs requests (the one route that calls Docker).
     pub log_permits: Semaphore,
+    /// This process's container and image, once known: their containers are spared, as
+    /// the controller spares them.
+    identity: Arc<RwLock<Identity>>,
 }
 
 impl Deref for AppState {
@@ -116,11 +120,13 @@ impl AppState {
         token: Option<Token>,
     ) -> AppState {
         let resources = Resources::default();
+        let identity: Arc<RwLock<Identity>> = Arc::default();
         let metrics = Metrics::new(metrics::Sources {
             store: store.clone(),
             informer: informer_stats,
             policy: policy.clone(),
             resources: resources.stats.clone(),
+            identity: identity.clone(),
         });
         AppState(Arc::new(Shared {
             store,
@@ -130,7 +136,31 @@ impl AppState {
             metrics,
             token,
             log_permits: Semaphore::new(LOG_CONCURRENCY),
+            identity,
         }))
+    }
+
+    /// Whose containers are spared (default: none, until known).
+    pub fn identity(&self) -> Identity {
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_identity(&self, me: Identity) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = me;
+    }
+
+    /// Learns this process's own container and image from the first Docker connection.
+    async fn learn_identity(self) {
+        let mut rx = self.docker.clone();
+        let docker = loop {
+            if let Some(d) = rx.borrow_and_update().clone() {
+                break d;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        };
+        self.set_identity(common::docker::identity(&docker).await);
     }
 }
 
@@ -208,6 +238,7 @@ impl Server {
             state.docker.clone(),
             config.stats_interval,
         ));
+        let identity_task = tokio::spawn(state.clone().learn_identity());
         let mut reload_task = reload;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = warp::serve(filters::routes(state.clone()))
@@ -257,6 +288,7 @@ impl Server {
         }
         informer_task.abort();
         sampler_task.abort();
+        identity_task.abort();
         if let Some(t) = reload_task {
             t.abort();
         }

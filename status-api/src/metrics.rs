@@ -3,10 +3,11 @@
 //! policy reloader's counters and the resource collector's rounds.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
 
 use common::container::State;
+use common::docker::Identity;
 use common::informer::Stats as InformerStats;
 use common::reload::PolicyHandle;
 use common::store::Store;
@@ -50,6 +51,8 @@ pub struct Sources {
     pub informer: Arc<InformerStats>,
     pub policy: Option<PolicyHandle>,
     pub resources: Arc<CollectorStats>,
+    /// Whose containers are spared (see `models::verdict`).
+    pub identity: Arc<RwLock<Identity>>,
 }
 
 impl Metrics {
@@ -232,9 +235,10 @@ impl Collector for Sources {
                 "Generation of the allowlist in force (1 = loaded at start)",
                 i64::try_from(loaded.generation).unwrap_or(i64::MAX),
             )?;
+            let me = self.identity.read().unwrap_or_else(|e| e.into_inner()).clone();
             let denied = containers
                 .iter()
-                .filter(|c| !loaded.policy.evaluate(c).allowed)
+                .filter(|c| !crate::models::verdict(&loaded.policy, c, &me).allowed)
                 .count();
             gauge(
                 &mut enc,
@@ -281,6 +285,7 @@ mod tests {
             informer: Arc::default(),
             policy: None,
             resources: Arc::default(),
+            identity: Arc::default(),
         });
         m.observe("/containers", &warp::http::Method::GET, 200, 0.001);
         let text = m.render().unwrap();

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use common::container::{Container, Port, State};
-use common::policy::Verdict;
+use common::docker::Identity;
+use common::policy::{Policy, Verdict};
 use serde::Serialize;
 
 use crate::resources::{HealthClass, Sample};
@@ -67,10 +68,32 @@ pub struct ResourcesView {
 #[derive(Debug, Serialize)]
 pub struct VerdictView {
     pub allowed: bool,
-    /// 1-based index of the first `[[allow]]` rule that allows it; null when denied.
+    /// 1-based index of the first `[[allow]]` rule that allows it; null when denied (or
+    /// spared).
     pub rule: Option<usize>,
     pub reason: String,
+    /// True for dockwarden's own containers that no rule allows: the controller never acts
+    /// on its own image, so they count as allowed. Only present when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub spared: bool,
 }
+
+/// The verdict as the controller acts on it: the policy's, except that dockwarden's own
+/// containers (this process's container, or any of its image) are never denied.
+pub fn verdict(policy: &Policy, c: &Container, me: &Identity) -> Verdict {
+    let v = policy.evaluate(c);
+    if v.allowed || !me.is_self(c) {
+        return v;
+    }
+    Verdict {
+        allowed: true,
+        rule: None,
+        reason: SPARED.to_string(),
+    }
+}
+
+/// The reason given for a spared container.
+pub const SPARED: &str = "spared: dockwarden's own image, never acted on whatever the allowlist says";
 
 /// Every error: `{"error": "<code>", "message": "<what and why>"}`.
 #[derive(Debug, Serialize)]
@@ -108,6 +131,7 @@ impl From<&Sample> for ResourcesView {
 impl From<Verdict> for VerdictView {
     fn from(v: Verdict) -> Self {
         VerdictView {
+            spared: v.allowed && v.rule.is_none() && v.reason == SPARED,
             allowed: v.allowed,
             rule: v.rule,
             reason: v.reason,
@@ -138,5 +162,51 @@ impl<'a> ContainerView<'a> {
             labels: &c.labels,
             verdict: verdict.map(VerdictView::from),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, image_id: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: "x".into(),
+            image: "dockwarden:local".into(),
+            image_id: image_id.into(),
+            state: State::Running,
+            created: String::new(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            health: None,
+            restart_count: 0,
+            ports: vec![],
+            labels: Default::default(),
+            image_tags: vec![],
+            image_digests: vec![],
+        }
+    }
+
+    #[test]
+    fn own_containers_are_spared_like_the_controller_spares_them() {
+        let policy = Policy::parse("[[allow]]\nname = \"web-*\"\n", "t").unwrap();
+        let me = Identity {
+            container_id: Some("self".into()),
+            image_id: Some("sha256:dw".into()),
+        };
+        let sibling = verdict(&policy, &container("other", "sha256:dw"), &me);
+        assert!(sibling.allowed && sibling.rule.is_none(), "{sibling:?}");
+        let view = VerdictView::from(sibling);
+        assert!(view.spared);
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["spared"], true);
+        let stranger = verdict(&policy, &container("y", "sha256:other"), &me);
+        assert!(!stranger.allowed);
+        let json = serde_json::to_value(VerdictView::from(stranger)).unwrap();
+        assert!(json.get("spared").is_none(), "only present when true: {json}");
+        let nobody = verdict(&policy, &container("self", "sha256:dw"), &Identity::default());
+        assert!(!nobody.allowed, "outside a container nothing is spared");
     }
 }
