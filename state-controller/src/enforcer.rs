@@ -172,7 +172,12 @@ impl Enforcer {
                     return;
                 }
                 if let Some(c) = self.judge_from_event(&id, state, attributes) {
-                    self.consider(Arc::new(c));
+                    let trigger = if state == State::Created {
+                        "create event"
+                    } else {
+                        "start event"
+                    };
+                    self.consider(Arc::new(c), trigger);
                 }
             }
             Notice::ImageChanged => self.images.clear(),
@@ -186,7 +191,7 @@ impl Enforcer {
                     digests: c.image_digests.clone(),
                 };
                 self.images.insert(c.image.clone(), of);
-                self.consider(c);
+                self.consider(c, "inspect");
             }
             Notice::Removed(id) => {
                 self.cached.remove(&id);
@@ -258,13 +263,14 @@ impl Enforcer {
         (p.policy.mode == Mode::Enforce).then_some(p.policy.action)
     }
 
-    fn consider(&mut self, c: Arc<Container>) {
+    fn consider(&mut self, c: Arc<Container>, trigger: &'static str) {
         let loaded = self.policy.current();
         let decision = decide(&loaded.policy, &c, &self.me);
-        self.apply(&loaded, c, decision);
+        self.apply(&loaded, c, decision, trigger);
     }
 
-    fn apply(&mut self, loaded: &Loaded, c: Arc<Container>, decision: Decision) {
+    /// `trigger` names what prompted the decision, for the action's log line.
+    fn apply(&mut self, loaded: &Loaded, c: Arc<Container>, decision: Decision, trigger: &'static str) {
         // Allow and spare are logged once per policy generation; a denial again whenever
         // the container's state changes (pending at create, acted on at start).
         let key = match &decision {
@@ -294,7 +300,8 @@ impl Enforcer {
                     self.metrics.decision("deny");
                 }
                 match (act, audit) {
-                    (_, true) => {
+                    // Audit counts and logs exactly what enforce mode would do, once.
+                    (Some(_), true) => {
                         if first {
                             self.metrics.action(action.as_str(), "audit");
                             tracing::warn!(container = %c.name, id = %c.short_id(), image = %c.image, state = %c.state,
@@ -302,14 +309,15 @@ impl Enforcer {
                                 result = "not done (audit mode)", "decision");
                         }
                     }
-                    (None, false) => {
+                    (None, _) => {
                         if first {
                             tracing::info!(container = %c.name, id = %c.short_id(), image = %c.image, state = %c.state,
                                 verdict = "deny", reason = %verdict.reason, action = action.as_str(),
-                                result = "pending: acts the moment it starts", "decision");
+                                result = if *audit { "pending (audit mode): would act when it starts" } else { "pending: acts the moment it starts" },
+                                "decision");
                         }
                     }
-                    (Some(a), false) => self.act(c.clone(), verdict.clone(), *a, "inspect"),
+                    (Some(a), false) => self.act(c.clone(), verdict.clone(), *a, trigger),
                 }
             }
         }
@@ -334,7 +342,7 @@ impl Enforcer {
                 Decision::Deny { .. } => denied += 1,
                 _ => {}
             }
-            self.apply(loaded, c, d);
+            self.apply(loaded, c, d, "new policy");
         }
         tracing::info!(
             generation = loaded.generation,
