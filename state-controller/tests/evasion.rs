@@ -13,7 +13,7 @@ use bollard::query_parameters::{RenameContainerOptionsBuilder, StartContainerOpt
 use common::{Controller, EventLog, TempDir, scope_states, wait_none_running};
 use testkit::{Scope, Spec, docker_or_skip, sleeper_image};
 
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 12;
 
 async fn rename(docker: &Docker, id: &str, name: &str) {
     docker
@@ -29,6 +29,12 @@ async fn start(docker: &Docker, id: &str) {
         .unwrap();
 }
 
+// Ignored until the fix lands: it fails (a false kill) on every run here. The enforcer's
+// fast path acts on the decision cached at `create` (judged on the name at create) when the
+// start event comes, and a `rename` in between does not invalidate it
+// (state-controller/src/enforcer.rs, on_notice ignores "rename"; fast_path does not compare
+// the cached name with the start event's). Run it with --run-ignored all.
+#[ignore = "false kill: a decision cached at create survives a rename before start (enforcer fast path)"]
 #[tokio::test]
 async fn a_rename_between_create_and_start_or_while_running_decides_the_verdict() {
     let Some(docker) =
@@ -48,29 +54,34 @@ async fn a_rename_between_create_and_start_or_while_running_decides_the_verdict(
     // their create events alone (its fast path).
     let warm = scope.run(&docker, Spec::new("ok-warm")).await.unwrap();
 
-    let (mut must_live, mut must_die) = (vec![], vec![]);
-    for i in 0..ROUNDS {
-        // Denied at create; allowed by name when it starts.
-        let a = scope
-            .run(&docker, Spec::new(&format!("bad-a{i}")).created_only())
-            .await
-            .unwrap();
-        // Allowed at create; denied by name when it starts.
-        let b = scope
-            .run(&docker, Spec::new(&format!("ok-b{i}")).created_only())
-            .await
-            .unwrap();
-        // Give the controller time to judge both at create (half the rounds), or none.
-        if i % 2 == 0 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each round runs in parallel with the others: the engine is busy, its answers to the
+    // controller's inspects come late, and the start event may overtake the rename's.
+    let rounds = futures_util::future::join_all((0..ROUNDS).map(|i| {
+        let (docker, scope) = (&docker, &scope);
+        async move {
+            // Denied at create; allowed by name when it starts.
+            let a = scope
+                .run(docker, Spec::new(&format!("bad-a{i}")).created_only())
+                .await
+                .unwrap();
+            // Allowed at create; denied by name when it starts.
+            let b = scope
+                .run(docker, Spec::new(&format!("ok-b{i}")).created_only())
+                .await
+                .unwrap();
+            // Give the controller time to judge both at create (half the rounds), or none.
+            if i % 2 == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            rename(docker, &a, &scope.name(&format!("ok-a{i}"))).await;
+            start(docker, &a).await;
+            rename(docker, &b, &scope.name(&format!("bad-b{i}"))).await;
+            start(docker, &b).await;
+            ((format!("ok-a{i}"), a), (format!("bad-b{i}"), b))
         }
-        rename(&docker, &a, &scope.name(&format!("ok-a{i}"))).await;
-        rename(&docker, &b, &scope.name(&format!("bad-b{i}"))).await;
-        start(&docker, &a).await;
-        start(&docker, &b).await;
-        must_live.push((format!("ok-a{i}"), a));
-        must_die.push((format!("bad-b{i}"), b));
-    }
+    }))
+    .await;
+    let (must_live, mut must_die): (Vec<_>, Vec<_>) = rounds.into_iter().unzip();
     // Allowed while running, then renamed to a denied name.
     let cid = scope.run(&docker, Spec::new("ok-c")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
