@@ -605,6 +605,21 @@ async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: 
         }
     }
     let create_errors = planned.iter().filter(|p| p.id.is_none()).count();
+    // Per container, for a closer look beside the killer's log: name, start->die ms.
+    let tsv: String = planned
+        .iter()
+        .filter(|p| p.denied)
+        .filter_map(|p| {
+            let t = times.get(p.id.as_ref()?).copied().unwrap_or_default();
+            let ms = match (t.start, t.die.or(t.destroy)) {
+                (Some(s), Some(d)) => format!("{:.1}", (d - s) as f64 / 1e6),
+                (None, _) => "never-ran".into(),
+                _ => "-".into(),
+            };
+            Some(format!("{}\t{ms}\n", p.name))
+        })
+        .collect();
+    let _ = std::fs::write(dir.with_extension("latencies.tsv"), tsv);
     remove_scope(env, &scope).await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Outcome {
