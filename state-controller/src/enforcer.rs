@@ -165,10 +165,17 @@ impl Enforcer {
                 let state = match action.as_str() {
                     "create" => State::Created,
                     "start" | "restart" | "unpause" => State::Running,
+                    "rename" => {
+                        // A decision made on the old name is void; the inspect that
+                        // follows judges the new one.
+                        self.cached.remove(&id);
+                        return;
+                    }
                     _ => return,
                 };
                 self.started_at.insert(id.clone(), time_nano);
-                if state == State::Running && self.fast_path(&id) {
+                let name = attributes.get("name").map(String::as_str);
+                if state == State::Running && self.fast_path(&id, name) {
                     return;
                 }
                 if let Some(c) = self.judge_from_event(&id, state, attributes) {
@@ -207,12 +214,14 @@ impl Enforcer {
 
     /// A (re)start of a container already judged at `create`: act now, without waiting
     /// for the inspect that follows. Returns whether a decision was cached.
-    fn fast_path(&mut self, id: &str) -> bool {
+    /// `name` is the container's name as the start event reports it: a decision made on
+    /// another name (a rename since, whose own event may not have been seen yet) is not used.
+    fn fast_path(&mut self, id: &str, name: Option<&str>) -> bool {
         let generation = self.policy.current().generation;
         let Some(cached) = self.cached.get(id) else {
             return false;
         };
-        if cached.generation != generation {
+        if cached.generation != generation || name != Some(cached.container.name.as_str()) {
             return false;
         }
         if let Decision::Deny {
@@ -243,6 +252,8 @@ impl Enforcer {
             return None;
         }
         let name = attributes.remove("name")?;
+        // Not labels: `oldName` on rename events (never judged from, but be exact).
+        attributes.remove("oldName");
         let image = attributes.remove("image")?;
         let of = self.images.get(&image)?;
         Some(Container {

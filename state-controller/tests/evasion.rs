@@ -29,12 +29,6 @@ async fn start(docker: &Docker, id: &str) {
         .unwrap();
 }
 
-// Ignored until the fix lands: it fails (a false kill) on every run here. The enforcer's
-// fast path acts on the decision cached at `create` (judged on the name at create) when the
-// start event comes, and a `rename` in between does not invalidate it
-// (state-controller/src/enforcer.rs, on_notice ignores "rename"; fast_path does not compare
-// the cached name with the start event's). Run it with --run-ignored all.
-#[ignore = "false kill: a decision cached at create survives a rename before start (enforcer fast path)"]
 #[tokio::test]
 async fn a_rename_between_create_and_start_or_while_running_decides_the_verdict() {
     let Some(docker) =
