@@ -42,16 +42,16 @@ cleanup() {
   if [ -f "$WORK/pids" ]; then
     while read -r pid; do kill "$pid" 2>/dev/null; done <"$WORK/pids"
   fi
-  ids=$(docker ps -aq --filter "name=^/dwtest-bench-$RUN_ID" 2>/dev/null)
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-  docker rmi -f "$IMAGE" >/dev/null 2>&1
+  ids=$(timeout 60 docker ps -aq --filter "name=^/dwtest-bench-$RUN_ID" 2>/dev/null)
+  [ -n "$ids" ] && timeout 120 docker rm -f $ids >/dev/null 2>&1
+  timeout 60 docker rmi -f "$IMAGE" >/dev/null 2>&1
   [ "${BENCH_CLEANUP_ALL:-0}" = 1 ] && bash scripts/cleanup.sh
   rm -rf "$WORK/ctx"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-docker info >/dev/null 2>&1 || { echo "bench: no Docker Engine answers" >&2; exit 1; }
+timeout 30 docker info >/dev/null 2>&1 || { echo "bench: no Docker Engine answers (docker info, 30 s)" >&2; exit 1; }
 
 # A quiet machine gives comparable figures; other people's compiles do not.
 waited=0
@@ -82,7 +82,17 @@ if ! docker image inspect dwtest-sleeper:latest >/dev/null 2>&1; then
   rm -rf "$WORK/ctx"
 fi
 
+# Docker 20.10 can deadlock in libnetwork under heavy container churn (moby/moby#42545,
+# fixed after 20.10.24): then `docker info` hangs and so would every burst. Check before
+# each part and stop with the reason rather than report hung containers as figures.
+engine_ok() {
+  timeout 30 docker info >/dev/null 2>&1 && return 0
+  say "bench: the engine does not answer \`docker info\` within 30 s (stalled; see moby/moby#42545): stopping"
+  exit 3
+}
+
 status=0
+engine_ok
 if ! skip ttk; then
   say "== time to kill (load before: $(load)) =="
   "$REL/dw-bench" ttk --controller "$REL/state-controller" --floor "$REL/dw-floor-killer" \
@@ -91,6 +101,7 @@ if ! skip ttk; then
   say ""
 fi
 
+engine_ok
 if ! skip footprint; then
   say "== footprint (load before: $(load)) =="
   "$REL/dw-bench" footprint --controller "$REL/state-controller" --api "$REL/status-api" \
@@ -99,6 +110,7 @@ if ! skip footprint; then
   say ""
 fi
 
+engine_ok
 if ! skip image; then
   say "== image size =="
   # The no-registry build of the README (nothing is pulled): Dockerfile.local where it
@@ -124,6 +136,7 @@ if ! skip image; then
   say ""
 fi
 
+engine_ok
 if ! skip api; then
   if [ -f bench/api-load.sh ]; then
     say "== status API under load: bench/api-load.sh (load before: $(load)) =="

@@ -319,7 +319,15 @@ struct Planned {
     name: String,
     denied: bool,
     id: Option<String>,
+    /// The engine did not answer the create or start call within [`ENGINE_CALL_LIMIT`].
+    stalled: bool,
 }
+
+/// Longest a single create or start may take before the engine counts as stalled. Docker
+/// 20.10 can deadlock in libnetwork under heavy container churn (moby/moby#42545, fixed
+/// after 20.10.24): starts and removals then hang for good, and only a restart of dockerd
+/// helps. The bench must say so rather than report the hung containers as survivors.
+const ENGINE_CALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Creates and starts `denied` + `allowed` sleepers in `scope`, at most `env.concurrency`
 /// calls in flight, allowed ones spread evenly among the denied.
@@ -357,24 +365,53 @@ async fn burst(env: &Env, scope: &str, denied: usize, allowed: usize) -> Vec<Pla
                     ..Default::default()
                 };
                 let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-                let id = match docker.create_container(Some(opts), body).await {
-                    Ok(r) => Some(r.id),
-                    Err(e) => {
-                        eprintln!("  create {name}: {e}");
-                        None
-                    }
-                };
+                let mut stalled = false;
+                let id =
+                    match tokio::time::timeout(ENGINE_CALL_LIMIT, docker.create_container(Some(opts), body))
+                        .await
+                    {
+                        Ok(Ok(r)) => Some(r.id),
+                        Ok(Err(e)) => {
+                            eprintln!("  create {name}: {e}");
+                            None
+                        }
+                        Err(_) => {
+                            stalled = true;
+                            None
+                        }
+                    };
                 if let Some(id) = &id {
                     // Under action=remove a denied container may be gone before its start:
                     // that error is the point, not a failure.
-                    let _ = docker.start_container(id, None::<StartContainerOptions>).await;
+                    let start = docker.start_container(id, None::<StartContainerOptions>);
+                    stalled = tokio::time::timeout(ENGINE_CALL_LIMIT, start).await.is_err();
                 }
-                Planned { name, denied, id }
+                Planned {
+                    name,
+                    denied,
+                    id,
+                    stalled,
+                }
             }
         })
         .buffer_unordered(env.concurrency)
         .collect()
         .await
+}
+
+/// An error when the engine stopped answering during the burst: its figures would be
+/// meaningless, and what it left behind needs a restart of dockerd, not a verdict.
+fn stalled(planned: &[Planned]) -> Result<()> {
+    let n = planned.iter().filter(|p| p.stalled).count();
+    if n > 0 {
+        bail!(
+            "the engine stalled: {n} create/start calls got no answer within {ENGINE_CALL_LIMIT:?}. \
+             Docker 20.10 deadlocks in libnetwork under heavy container churn (moby/moby#42545; \
+             `docker info` hangs, `kill -USR1 $(pidof dockerd)` dumps goroutines stuck in \
+             getSvcRecords/processEndpointDelete); only restarting dockerd clears it"
+        );
+    }
+    Ok(())
 }
 
 /// State of every container in the scope: id -> running?
@@ -477,7 +514,8 @@ async fn remove_scope(env: &Env, scope: &str) {
             let docker = env.docker.clone();
             async move {
                 let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-                let _ = docker.remove_container(&id, Some(opts)).await;
+                let _ =
+                    tokio::time::timeout(ENGINE_CALL_LIMIT, docker.remove_container(&id, Some(opts))).await;
             }
         })
         .buffer_unordered(env.concurrency.min(16))
@@ -492,8 +530,16 @@ struct ScopeGuard {
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("name=^/{}", self.name_prefix)])
+        // Bounded: on a stalled engine a removal hangs for good.
+        let out = Command::new("timeout")
+            .args([
+                "60",
+                "docker",
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=^/{}", self.name_prefix),
+            ])
             .output();
         if let Ok(out) = out {
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -501,7 +547,10 @@ impl Drop for ScopeGuard {
                 .map(String::from)
                 .collect();
             if !ids.is_empty() {
-                let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+                let _ = Command::new("timeout")
+                    .args(["120", "docker", "rm", "-f"])
+                    .args(&ids)
+                    .output();
             }
         }
     }
@@ -550,6 +599,7 @@ async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: 
     let recorder = Recorder::start(&env.docker, &scope, t0 - 1_000_000);
     let clock = Instant::now();
     let planned = burst(env, &scope, n, allowed).await;
+    stalled(&planned)?;
 
     // Wait until no denied container runs (or give up after 90 s: those are survivors).
     let denied_ids: Vec<&String> = planned
@@ -951,6 +1001,7 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
         let (c0, a0) = (cpu_ticks(cp), cpu_ticks(ap));
         let t = Instant::now();
         let planned = burst(env, &scope, n, (n / 4).max(1)).await;
+        stalled(&planned)?;
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let states = scope_states(&env.docker, &scope).await.unwrap_or_default();
