@@ -176,16 +176,7 @@ mod tests {
             image: "dockwarden:local".into(),
             image_id: image_id.into(),
             state: State::Running,
-            created: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            health: None,
-            restart_count: 0,
-            ports: vec![],
-            labels: Default::default(),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         }
     }
 

@@ -199,16 +199,7 @@ mod tests {
             image: image.into(),
             image_id: "sha256:1".into(),
             state,
-            created: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            health: None,
-            restart_count: 0,
-            ports: vec![],
-            labels: Default::default(),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         }
     }
 

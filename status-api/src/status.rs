@@ -202,12 +202,7 @@ mod tests {
             started_at: Some("2026-11-24T10:00:00.5Z".into()),
             finished_at: Some("2026-11-24T11:00:00Z".into()),
             exit_code: Some(137),
-            health: None,
-            restart_count: 0,
-            ports: vec![],
-            labels: Default::default(),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         }
     }
 
