@@ -26,7 +26,16 @@ pub const SCOPE_LABEL: &str = "dwtest.scope";
 /// The fixture image holding `dw-sleeper`.
 pub const SLEEPER_IMAGE: &str = "dwtest-sleeper:latest";
 /// The image holding both dockwarden binaries, built like the no-registry Dockerfile path.
-pub const DOCKWARDEN_IMAGE: &str = "dwtest-dockwarden:latest";
+/// Its tag is `DWTEST_TAG` when set (checkouts that test side by side on one engine must not
+/// run each other's binaries), else `latest`.
+pub fn dockwarden_image_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let tag = std::env::var("DWTEST_TAG").unwrap_or_default();
+        let tag = if tag.is_empty() { "latest".to_string() } else { tag };
+        format!("dwtest-dockwarden:{tag}")
+    })
+}
 /// Static builds go here, apart from the normal target dir: their RUSTFLAGS differ.
 const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -293,13 +302,13 @@ pub fn dockwarden_image() -> Result<&'static str> {
         let build = || -> Result<()> {
             let c = static_binary("state-controller", "state-controller")?;
             let a = static_binary("status-api", "status-api")?;
-            image_from_binaries(DOCKWARDEN_IMAGE, &[c, a], "state-controller")
+            image_from_binaries(dockwarden_image_tag(), &[c, a], "state-controller")
         };
         build().map_err(|e| format!("{e:#}"))
     })
     .clone()
     .map_err(anyhow::Error::msg)?;
-    Ok(DOCKWARDEN_IMAGE)
+    Ok(dockwarden_image_tag())
 }
 
 /// An exclusive lock across processes, released on drop.
