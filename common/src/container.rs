@@ -1,12 +1,29 @@
-//! Our own picture of one container, converted from bollard's models at the edge so the rest
-//! of the code never sees their `Option`s. The environment is never copied: it holds secrets.
+//! Our own picture of one container, picked leniently out of the engine's JSON (inspect, list,
+//! events) so that a field dockwarden does not use can never stop a judgement: unknown enum
+//! values stay strings, odd types read as absent. The environment is never copied: it holds
+//! secrets.
+//!
+//! A [`Container`] says how complete it is: built from an inspect (everything known), from
+//! an event (name, image as given and labels only: the image is not resolved), or, when the
+//! engine's metadata cannot be read after bounded tries, from what the list call shows with
+//! [`Container::problem`] saying why the rest is missing (such a container is judged on what
+//! is known and denied when that does not settle it: fail closed).
+//!
+//! Labels are judged whole but stored bounded ([`Container::bounded`]): a container with
+//! megabytes of labels must not grow the agents' memory without bound.
 
 use std::collections::BTreeMap;
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
 use serde::Serialize;
+use serde_json::Value;
 
-/// Docker's container states, plus `Unknown` for anything a newer engine may report.
+/// Label values longer than this (key + value bytes) are not kept in the stored copy.
+pub const LABEL_ENTRY_MAX: usize = 4 << 10;
+/// At most this many bytes of labels (keys + values) are kept per stored container.
+pub const LABELS_MAX: usize = 64 << 10;
+
+/// Docker's container states, plus `Unknown` for anything else a newer engine or Podman may
+/// report (kept as `state_text`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -22,6 +39,18 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order lists and metrics show them.
+    pub const ALL: [State; 8] = [
+        State::Created,
+        State::Running,
+        State::Paused,
+        State::Restarting,
+        State::Removing,
+        State::Exited,
+        State::Dead,
+        State::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Created => "created",
@@ -35,41 +64,33 @@ impl State {
         }
     }
 
-    /// Parses the lowercase name Docker uses (`running`, `exited`, ...).
+    /// Parses one of dockwarden's own state names (`running`, `exited`, ...), strictly:
+    /// for query parameters and the like.
     pub fn parse(s: &str) -> Option<State> {
-        Some(match s {
-            "created" => State::Created,
-            "running" => State::Running,
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Reads the state an engine reports (`running`, `exited`, ...), leniently. Podman's
+    /// `configured` and `initialized` are containers not yet started: `created`. Stopping
+    /// containers still run. Anything else is `Unknown`.
+    pub fn from_engine(s: &str) -> State {
+        match s.to_ascii_lowercase().as_str() {
+            "created" | "configured" | "initialized" => State::Created,
+            "running" | "stopping" => State::Running,
             "paused" => State::Paused,
             "restarting" => State::Restarting,
             "removing" => State::Removing,
-            "exited" => State::Exited,
+            "exited" | "stopped" => State::Exited,
             "dead" => State::Dead,
-            "unknown" => State::Unknown,
-            _ => return None,
-        })
-    }
-
-    /// Running, or about to run (created, restarting) or frozen while running (paused):
-    /// the states the controller governs. Exited and dead containers are left alone.
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            State::Created | State::Running | State::Paused | State::Restarting
-        )
-    }
-
-    fn from_bollard(s: Option<ContainerStateStatusEnum>) -> State {
-        match s {
-            Some(ContainerStateStatusEnum::CREATED) => State::Created,
-            Some(ContainerStateStatusEnum::RUNNING) => State::Running,
-            Some(ContainerStateStatusEnum::PAUSED) => State::Paused,
-            Some(ContainerStateStatusEnum::RESTARTING) => State::Restarting,
-            Some(ContainerStateStatusEnum::REMOVING) => State::Removing,
-            Some(ContainerStateStatusEnum::EXITED) => State::Exited,
-            Some(ContainerStateStatusEnum::DEAD) => State::Dead,
             _ => State::Unknown,
         }
+    }
+
+    /// Running, about to run (created, restarting) or frozen while running (paused): the
+    /// states the controller governs. A state it cannot read counts as live (fail closed:
+    /// acting on a container that is not running is harmless, the engine says 409).
+    pub fn is_live(self) -> bool {
+        !matches!(self, State::Exited | State::Dead | State::Removing)
     }
 }
 
@@ -90,10 +111,21 @@ pub struct Port {
     pub ip: Option<String>,
 }
 
-/// Everything dockwarden knows about one container. Built from `inspect` (plus the image's
-/// repo tags and digests), never from the list summary, so every field means the same thing
-/// whichever way the container entered the picture. `Default` is for tests and examples:
-/// the informer only builds containers through [`Container::from_inspect`].
+/// How much of a container's metadata this picture holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// From an inspect: the image is resolved (ID, repo tags and digests).
+    #[default]
+    Inspect,
+    /// From an event's attributes: name, image as given and labels; the image is not
+    /// resolved, and the attributes hide labels named like the event's own keys.
+    Event,
+    /// From the list call, because inspect kept failing: see [`Container::problem`].
+    List,
+}
+
+/// Everything dockwarden knows about one container. `Default` is for tests and examples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Container {
     pub id: String,
@@ -101,6 +133,7 @@ pub struct Container {
     pub name: String,
     /// The reference as given to `docker run` (`Config.Image`), never rewritten to an ID.
     pub image: String,
+    /// The image's ID (`sha256:…`) once resolved; empty when not known.
     pub image_id: String,
     pub state: State,
     /// RFC 3339, as Docker reports it.
@@ -119,16 +152,48 @@ pub struct Container {
     /// The image's repo digests (`nginx@sha256:…`): what digest rules match. Images built
     /// or imported locally have none.
     pub image_digests: Vec<String>,
+    /// The program the container runs (inspect's `Path`): dockwarden spares containers of
+    /// its own image only when they run one of its own programs.
+    #[serde(skip)]
+    pub path: String,
+    /// Whether a mount covers `path`: then the program is not the image's.
+    #[serde(skip)]
+    pub path_mounted: bool,
+    /// How much of this is known.
+    #[serde(skip)]
+    pub source: Source,
+    /// Label keys the source could not show (an event's attributes overwrite labels named
+    /// `name`, `image`, and on renames `oldName`).
+    #[serde(skip)]
+    pub hidden_labels: &'static [&'static str],
+    /// True when labels were left out of this copy to bound memory ([`Container::bounded`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub labels_cut: bool,
+    /// Why this container's metadata could not be read whole (it is judged on what is
+    /// known, and denied when that does not settle it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
-/// What the informer learns about an image once and caches by image ID.
+/// What an image inspect tells: the ID and the names it is known by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFacts {
+    pub id: String,
     pub tags: Vec<String>,
     pub digests: Vec<String>,
 }
 
-/// Why an inspect answer cannot become a [`Container`] yet.
+impl ImageFacts {
+    pub fn from_json(v: &Value) -> ImageFacts {
+        ImageFacts {
+            id: str_at(v, &["Id"]).to_string(),
+            tags: strings_at(v, "RepoTags"),
+            digests: strings_at(v, "RepoDigests"),
+        }
+    }
+}
+
+/// Why an inspect answer cannot be judged as it stands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("inspect of container {id} lacks {field}")]
 pub struct Incomplete {
@@ -136,11 +201,62 @@ pub struct Incomplete {
     pub field: &'static str,
 }
 
+/// A field of the engine's JSON, by path; `Value::Null` when absent.
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| v.get(k).unwrap_or(&Value::Null))
+}
+
+/// A string field; "" when absent or not a string.
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    at(v, path).as_str().unwrap_or("")
+}
+
+fn opt_str(v: &Value, path: &[&str]) -> Option<String> {
+    Some(str_at(v, path))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn strings_at(v: &Value, key: &str) -> Vec<String> {
+    match v.get(key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| !s.is_empty() && *s != "<none>:<none>" && *s != "<none>@<none>")
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A JSON object of labels; non-string values are kept as their JSON text.
+pub fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// An RFC 3339 time, unless it is Go's zero time (Docker's "never").
+fn time_at(v: &Value, path: &[&str]) -> Option<String> {
+    opt_str(v, path).filter(|s| !s.starts_with("0001-"))
+}
+
 impl Container {
-    /// Converts an inspect answer. Fields the decision depends on (id, name, image, image
-    /// ID, state) must be present: a container is never judged on missing metadata.
-    pub fn from_inspect(c: ContainerInspectResponse, image: &ImageFacts) -> Result<Container, Incomplete> {
-        let id = c.id.unwrap_or_default();
+    /// Converts an inspect answer. The fields a decision depends on (ID, name, the image
+    /// as given, the image ID, the state) must be there: a container is never judged on
+    /// missing metadata, the caller retries and in the end reports it unjudgeable.
+    pub fn from_inspect(v: &Value, image: Option<&ImageFacts>) -> Result<Container, Incomplete> {
+        let id = str_at(v, &["Id"]).to_string();
         let missing = |field| Incomplete {
             id: id.clone(),
             field,
@@ -148,70 +264,150 @@ impl Container {
         if id.is_empty() {
             return Err(missing("Id"));
         }
-        let name = c.name.filter(|n| !n.is_empty()).ok_or_else(|| missing("Name"))?;
-        let config = c.config.ok_or_else(|| missing("Config"))?;
-        let image_ref = config
-            .image
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| missing("Config.Image"))?;
-        let image_id = c
-            .image
-            .filter(|i| !i.is_empty())
-            .ok_or_else(|| missing("Image"))?;
-        let state = c.state.ok_or_else(|| missing("State"))?;
-        let status = State::from_bollard(state.status);
-        let health = state.health.and_then(|h| h.status).and_then(|s| match s {
-            HealthStatusEnum::STARTING => Some("starting".to_string()),
-            HealthStatusEnum::HEALTHY => Some("healthy".to_string()),
-            HealthStatusEnum::UNHEALTHY => Some("unhealthy".to_string()),
-            HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
-        });
-        let mut ports = Vec::new();
-        if let Some(map) = c.network_settings.and_then(|n| n.ports) {
-            for (key, bindings) in map {
-                let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-                let Ok(private_port) = port.parse::<u16>() else {
-                    continue;
-                };
-                let bindings = bindings.unwrap_or_default();
-                if bindings.is_empty() {
-                    ports.push(Port {
-                        private_port,
-                        protocol: proto.to_string(),
-                        public_port: None,
-                        ip: None,
-                    });
-                }
-                for b in bindings {
-                    ports.push(Port {
-                        private_port,
-                        protocol: proto.to_string(),
-                        public_port: b.host_port.and_then(|p| p.parse().ok()),
-                        ip: b.host_ip.filter(|ip| !ip.is_empty()),
-                    });
-                }
-            }
+        let name = str_at(v, &["Name"]).trim_start_matches('/');
+        if name.is_empty() {
+            return Err(missing("Name"));
         }
-        ports.sort_by(|a, b| {
-            (a.private_port, &a.protocol, a.public_port).cmp(&(b.private_port, &b.protocol, b.public_port))
-        });
+        let image_ref = str_at(v, &["Config", "Image"]);
+        if image_ref.is_empty() {
+            return Err(missing("Config.Image"));
+        }
+        let image_id = str_at(v, &["Image"]);
+        if image_id.is_empty() {
+            return Err(missing("Image"));
+        }
+        let state = at(v, &["State"]);
+        let status = str_at(state, &["Status"]);
+        if status.is_empty() {
+            return Err(missing("State.Status"));
+        }
+        let health = match str_at(state, &["Health", "Status"]) {
+            "" | "none" => None,
+            s => Some(s.to_string()),
+        };
+        let path = str_at(v, &["Path"]).to_string();
+        let path_mounted = match at(v, &["Mounts"]) {
+            Value::Array(mounts) => mounts.iter().any(|m| {
+                let dest = str_at(m, &["Destination"]);
+                !dest.is_empty()
+                    && (path == dest || path.starts_with(&format!("{}/", dest.trim_end_matches('/'))))
+            }),
+            _ => false,
+        };
+        let (tags, digests) = match image {
+            Some(f) => (f.tags.clone(), f.digests.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(Container {
-            name: name.trim_start_matches('/').to_string(),
-            image: image_ref,
-            image_id,
-            state: status,
-            created: c.created.unwrap_or_default(),
-            started_at: state.started_at.filter(|s| !s.starts_with("0001-")),
-            finished_at: state.finished_at.filter(|s| !s.starts_with("0001-")),
-            exit_code: state.exit_code,
+            name: name.to_string(),
+            image: image_ref.to_string(),
+            image_id: image_id.to_string(),
+            state: State::from_engine(status),
+            created: str_at(v, &["Created"]).to_string(),
+            started_at: time_at(state, &["StartedAt"]),
+            finished_at: time_at(state, &["FinishedAt"]),
+            exit_code: at(state, &["ExitCode"]).as_i64(),
             health,
-            restart_count: c.restart_count.unwrap_or(0),
-            ports,
-            labels: config.labels.unwrap_or_default().into_iter().collect(),
-            image_tags: image.tags.clone(),
-            image_digests: image.digests.clone(),
+            restart_count: at(v, &["RestartCount"]).as_i64().unwrap_or(0),
+            ports: ports_of(at(v, &["NetworkSettings", "Ports"])),
+            labels: labels_of(at(v, &["Config", "Labels"])),
+            image_tags: tags,
+            image_digests: digests,
+            path,
+            path_mounted,
+            source: Source::Inspect,
+            hidden_labels: &[],
+            labels_cut: false,
+            problem: None,
             id,
         })
+    }
+
+    /// What a list entry (`GET /containers/json`) shows, for a container whose inspect
+    /// keeps failing: `problem` says why. The image is not resolved.
+    pub fn from_summary(v: &Value, problem: String) -> Container {
+        let name = match v.get("Names") {
+            Some(Value::Array(n)) => n.first().and_then(Value::as_str).unwrap_or(""),
+            _ => "",
+        };
+        Container {
+            id: str_at(v, &["Id"]).to_string(),
+            name: name.trim_start_matches('/').to_string(),
+            image: str_at(v, &["Image"]).to_string(),
+            image_id: str_at(v, &["ImageID"]).to_string(),
+            state: State::from_engine(str_at(v, &["State"])),
+            labels: labels_of(at(v, &["Labels"])),
+            source: Source::List,
+            problem: Some(problem),
+            ..Default::default()
+        }
+    }
+
+    /// A bounded copy for storing: labels that do not fit ([`LABEL_ENTRY_MAX`],
+    /// [`LABELS_MAX`]) are left out and `labels_cut` says so. A judgement that needs a
+    /// label this copy lacks comes out undecided, and the container is inspected again.
+    pub fn bounded(&self) -> Container {
+        let mut total = 0;
+        let mut cut = self.labels_cut;
+        let mut labels = BTreeMap::new();
+        for (k, v) in &self.labels {
+            let size = k.len() + v.len();
+            if size > LABEL_ENTRY_MAX || total + size > LABELS_MAX {
+                cut = true;
+                continue;
+            }
+            total += size;
+            labels.insert(k.clone(), v.clone());
+        }
+        Container {
+            labels,
+            labels_cut: cut,
+            ..self.clone_without_labels()
+        }
+    }
+
+    /// Whether [`Container::bounded`] would change anything.
+    pub fn is_bounded(&self) -> bool {
+        let mut total = 0;
+        for (k, v) in &self.labels {
+            let size = k.len() + v.len();
+            if size > LABEL_ENTRY_MAX {
+                return false;
+            }
+            total += size;
+        }
+        total <= LABELS_MAX
+    }
+
+    fn clone_without_labels(&self) -> Container {
+        Container {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            image: self.image.clone(),
+            image_id: self.image_id.clone(),
+            state: self.state,
+            created: self.created.clone(),
+            started_at: self.started_at.clone(),
+            finished_at: self.finished_at.clone(),
+            exit_code: self.exit_code,
+            health: self.health.clone(),
+            restart_count: self.restart_count,
+            ports: self.ports.clone(),
+            labels: BTreeMap::new(),
+            image_tags: self.image_tags.clone(),
+            image_digests: self.image_digests.clone(),
+            path: self.path.clone(),
+            path_mounted: self.path_mounted,
+            source: self.source,
+            hidden_labels: self.hidden_labels,
+            labels_cut: self.labels_cut,
+            problem: self.problem.clone(),
+        }
+    }
+
+    /// Whether the image is resolved (ID, repo tags and digests known).
+    pub fn image_resolved(&self) -> bool {
+        self.source == Source::Inspect && !self.image_id.is_empty()
     }
 
     /// The first 12 characters of the ID, as `docker ps` shows it.
@@ -220,50 +416,77 @@ impl Container {
     }
 }
 
+/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8081"}] | null}`.
+fn ports_of(v: &Value) -> Vec<Port> {
+    let Value::Object(map) = v else {
+        return Vec::new();
+    };
+    let mut ports = Vec::new();
+    for (key, bindings) in map {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(private_port) = port.parse::<u16>() else {
+            continue;
+        };
+        let bindings: &[Value] = match bindings {
+            Value::Array(b) => b,
+            _ => &[],
+        };
+        if bindings.is_empty() {
+            ports.push(Port {
+                private_port,
+                protocol: proto.to_string(),
+                public_port: None,
+                ip: None,
+            });
+        }
+        for b in bindings {
+            ports.push(Port {
+                private_port,
+                protocol: proto.to_string(),
+                public_port: str_at(b, &["HostPort"]).parse().ok(),
+                ip: opt_str(b, &["HostIp"]),
+            });
+        }
+    }
+    ports.sort_by(|a, b| {
+        (a.private_port, &a.protocol, a.public_port, &a.ip).cmp(&(
+            b.private_port,
+            &b.protocol,
+            b.public_port,
+            &b.ip,
+        ))
+    });
+    ports
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerConfig, ContainerState, NetworkSettings, PortBinding};
-    use std::collections::HashMap;
+    use serde_json::json;
 
-    fn inspect() -> ContainerInspectResponse {
-        ContainerInspectResponse {
-            id: Some("0123456789abcdef".into()),
-            name: Some("/web-1".into()),
-            image: Some("sha256:aaaa".into()),
-            created: Some("2026-11-24T10:00:00Z".into()),
-            state: Some(ContainerState {
-                status: Some(ContainerStateStatusEnum::RUNNING),
-                started_at: Some("2026-11-24T10:00:01Z".into()),
-                finished_at: Some("0001-01-01T00:00:00Z".into()),
-                ..Default::default()
-            }),
-            config: Some(ContainerConfig {
-                image: Some("nginx:1.27".into()),
-                env: Some(vec!["SECRET=hunter2".into()]),
-                labels: Some(HashMap::from([("team".into(), "web".into())])),
-                ..Default::default()
-            }),
-            network_settings: Some(NetworkSettings {
-                ports: Some(HashMap::from([
-                    (
-                        "80/tcp".into(),
-                        Some(vec![PortBinding {
-                            host_ip: Some("0.0.0.0".into()),
-                            host_port: Some("8081".into()),
-                        }]),
-                    ),
-                    ("9000/udp".into(), None),
-                ])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+    fn inspect() -> Value {
+        json!({
+            "Id": "0123456789abcdef",
+            "Name": "/web-1",
+            "Image": "sha256:aaaa",
+            "Created": "2026-11-24T10:00:00Z",
+            "Path": "/bin/web",
+            "State": {"Status": "running", "StartedAt": "2026-11-24T10:00:01Z",
+                      "FinishedAt": "0001-01-01T00:00:00Z", "ExitCode": 0},
+            "Config": {"Image": "nginx:1.27", "Env": ["SECRET=hunter2"], "Labels": {"team": "web"}},
+            "NetworkSettings": {"Ports": {
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8081"}],
+                "9000/udp": null
+            }},
+            // Fields bollard's models refuse, which must not matter here:
+            "HostConfig": {"Isolation": "Default", "RestartPolicy": {"Name": "sometimes"}},
+            "Mounts": [{"Type": "weird", "Destination": "/data"}]
+        })
     }
 
     #[test]
-    fn converts_inspect_without_env() {
-        let c = Container::from_inspect(inspect(), &ImageFacts::default()).unwrap();
+    fn converts_inspect_without_env_and_whatever_the_unused_fields_hold() {
+        let c = Container::from_inspect(&inspect(), None).unwrap();
         assert_eq!(c.name, "web-1");
         assert_eq!(c.image, "nginx:1.27");
         assert_eq!(c.state, State::Running);
@@ -271,18 +494,80 @@ mod tests {
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[0].public_port, Some(8081));
         assert_eq!(c.ports[1].protocol, "udp");
+        assert_eq!(c.path, "/bin/web");
+        assert!(!c.path_mounted);
+        assert!(c.image_resolved());
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("hunter2"), "environment leaked: {json}");
     }
 
     #[test]
     fn refuses_missing_decision_fields() {
+        for (ptr, field) in [
+            ("/Config/Image", "Config.Image"),
+            ("/Name", "Name"),
+            ("/Image", "Image"),
+            ("/State/Status", "State.Status"),
+        ] {
+            let mut i = inspect();
+            *i.pointer_mut(ptr).unwrap() = Value::Null;
+            let e = Container::from_inspect(&i, None).unwrap_err();
+            assert_eq!(e.field, field);
+        }
+    }
+
+    #[test]
+    fn unknown_states_are_kept_live() {
         let mut i = inspect();
-        i.config.as_mut().unwrap().image = None;
-        let e = Container::from_inspect(i, &ImageFacts::default()).unwrap_err();
-        assert_eq!(e.field, "Config.Image");
+        *i.pointer_mut("/State/Status").unwrap() = json!("hibernating");
+        let c = Container::from_inspect(&i, None).unwrap();
+        assert_eq!(c.state, State::Unknown);
+        assert!(c.state.is_live());
+        assert!(!State::Exited.is_live());
+        assert_eq!(State::from_engine("configured"), State::Created);
+        assert_eq!(State::parse("running"), Some(State::Running));
+        assert_eq!(State::parse("Running"), None);
+    }
+
+    #[test]
+    fn a_mount_over_the_program_is_noticed() {
         let mut i = inspect();
-        i.name = None;
-        assert!(Container::from_inspect(i, &ImageFacts::default()).is_err());
+        *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin"}]);
+        assert!(Container::from_inspect(&i, None).unwrap().path_mounted);
+        *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin/web"}]);
+        assert!(Container::from_inspect(&i, None).unwrap().path_mounted);
+        *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin/we"}]);
+        assert!(!Container::from_inspect(&i, None).unwrap().path_mounted);
+    }
+
+    #[test]
+    fn bounded_copies_drop_what_does_not_fit_and_say_so() {
+        let mut c = Container::from_inspect(&inspect(), None).unwrap();
+        assert!(c.is_bounded());
+        c.labels.insert("big".into(), "x".repeat(LABEL_ENTRY_MAX));
+        for i in 0..100 {
+            c.labels.insert(format!("k{i:03}"), "y".repeat(1000));
+        }
+        assert!(!c.is_bounded());
+        let b = c.bounded();
+        assert!(b.labels_cut);
+        assert!(!b.labels.contains_key("big"));
+        assert_eq!(b.labels.get("team").map(String::as_str), Some("web"));
+        let kept: usize = b.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(kept <= LABELS_MAX, "{kept}");
+        assert!(b.labels.len() > 50);
+    }
+
+    #[test]
+    fn summaries_carry_what_the_list_shows() {
+        let s = json!({"Id": "abc", "Names": ["/x"], "Image": "busybox", "ImageID": "sha256:1",
+                       "State": "running", "Labels": {"a": "b"}, "Ports": [{"Type": "sctp?"}]});
+        let c = Container::from_summary(&s, "inspect failed".into());
+        assert_eq!(
+            (c.name.as_str(), c.state, c.source),
+            ("x", State::Running, Source::List)
+        );
+        assert!(!c.image_resolved());
+        assert_eq!(c.problem.as_deref(), Some("inspect failed"));
     }
 }

@@ -1,13 +1,17 @@
-//! Connecting to the Docker Engine: honour `--docker-host`/`DOCKER_HOST` like the Docker
-//! CLI, negotiate the API version down to what the engine speaks (bollard defaults to a
-//! newer one than Engine 20.10 knows), and retry with backoff instead of giving up.
+//! bollard connections for what status-api still asks of the engine through bollard (stats
+//! and logs): honour `--docker-host`/`DOCKER_HOST` like the Docker CLI, negotiate the API
+//! version down to what the engine speaks, retry with backoff instead of giving up. And
+//! who this process is ([`identity`]), learnt through [`crate::engine`].
 
 use std::time::Duration;
 
 use bollard::Docker;
 
 use crate::backoff::Backoff;
+use crate::container::ImageFacts;
+use crate::engine::{Engine, EngineError};
 use crate::error::Error;
+use crate::reference::Reference;
 
 /// How long a request may wait for the engine's response headers. Streams (events, logs)
 /// are not cut by it.
@@ -52,47 +56,42 @@ pub async fn connect_with_retry(host: Option<&str>) -> Docker {
     }
 }
 
-/// Who this process is: its container and that container's image, when it runs in one.
-/// dockwarden never acts on containers of its own image (the controller and status-api
-/// ship in one image), and the status API reports them as spared.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub container_id: Option<String>,
-    pub image_id: Option<String>,
+/// A bollard client connected in the background (retrying until the engine answers), for
+/// the calls status-api makes through bollard (stats, logs). `None` until connected.
+pub fn connect_in_background(host: Option<String>) -> tokio::sync::watch::Receiver<Option<Docker>> {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let docker = connect_with_retry(host.as_deref()).await;
+        let _ = tx.send(Some(docker));
+        // Keep the sender alive so receivers never see the channel closed.
+        tx.closed().await;
+    });
+    rx
 }
 
-impl Identity {
-    /// Whether `c` is this process's container or runs its image.
-    pub fn is_self(&self, c: &crate::container::Container) -> bool {
-        self.container_id.as_deref() == Some(c.id.as_str())
-            || self.image_id.as_deref() == Some(c.image_id.as_str())
-    }
-}
+pub use crate::decision::Identity;
 
-/// This process's own container and image, when it runs in a container. Retries until the
-/// engine answers: sparing ourselves must never depend on luck.
-pub async fn identity(docker: &Docker) -> Identity {
+/// This process's own container and image, when it runs in a container: the container ID,
+/// its image ID and the names that image is known by. Retries until the engine answers:
+/// sparing ourselves must never depend on luck.
+pub async fn identity<E: Engine>(engine: &E) -> Identity {
     let Some(id) = own_container_id() else {
         tracing::info!("not running in a container: no container is spared as dockwarden's own");
         return Identity::default();
     };
     let mut backoff = Backoff::default();
     loop {
-        match docker.inspect_container(&id, None).await {
-            Ok(c) => {
-                let image_id = c.image;
-                tracing::info!(container = %&id[..12], image = image_id.as_deref().unwrap_or("?"),
-                    "running in a container: containers of this image are dockwarden's own and are never acted on");
-                return Identity {
-                    container_id: Some(id),
-                    image_id,
-                };
+        match learn(engine, &id).await {
+            Ok(me) => {
+                tracing::info!(container = %&id[..12], image = me.image_id.as_deref().unwrap_or("?"),
+                    "running in a container: this container, and containers of its image running dockwarden's own programs, are never acted on");
+                return me;
             }
-            Err(e) if status_code(&e) == Some(404) => {
+            Err(e) if e.status() == Some(404) => {
                 tracing::warn!(container = %id, "own container ID not known to this engine; sparing by ID only");
                 return Identity {
                     container_id: Some(id),
-                    image_id: None,
+                    ..Default::default()
                 };
             }
             Err(e) => {
@@ -102,6 +101,30 @@ pub async fn identity(docker: &Docker) -> Identity {
             }
         }
     }
+}
+
+async fn learn<E: Engine>(engine: &E, id: &str) -> Result<Identity, EngineError> {
+    let c = engine.inspect(id).await?;
+    let image_id = c
+        .get("Image")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let mut names = Vec::new();
+    if let Some(image) = &image_id {
+        let facts = ImageFacts::from_json(&engine.image(image).await?);
+        for n in facts.tags.iter().chain(&facts.digests) {
+            if let Ok(r) = Reference::parse(n) {
+                names.extend(r.tagged());
+                names.extend(r.digested());
+            }
+        }
+    }
+    Ok(Identity {
+        container_id: Some(id.to_string()),
+        image_id,
+        image_names: names,
+    })
 }
 
 /// HTTP status of a Docker API error, if it was an answer from the engine.

@@ -1,32 +1,40 @@
-//! List + watch of the Docker Engine's containers, the way Kubernetes informers work:
-//! subscribe to the event stream (replaying from the last event time), list every
-//! container, inspect each one into the [`Store`], then keep applying events. Any break of
-//! the stream (error, end, engine restart) means: mark the picture stale, back off,
-//! reconnect, replay `since` the last event and re-list. A slow periodic re-list is the
-//! safety net for anything the engine failed to tell us (it keeps only 256 events for
-//! replay, none across its own restart, and drops events for slow readers).
+//! List + watch of the engine's containers, the way Kubernetes informers work: subscribe to
+//! the event stream (replaying from the last event time), list every container, inspect
+//! each one into the [`Store`], then keep applying events. Any break (stream error or end,
+//! a failed list, notices the consumer could not take) ends the session: the picture is
+//! marked stale, the informer backs off, reconnects, replays `since` the last event and
+//! re-lists. A slow periodic re-list is the safety net for what the engine failed to tell
+//! (it keeps only 256 events for replay, none across its own restart, and drops events for
+//! readers slower than 100 ms).
 //!
-//! The stream reader does no I/O of its own: it pushes container IDs into a
-//! deduplicating [`WorkQueue`] and workers inspect them. A decision is never made on
-//! missing metadata: an incomplete inspect is retried.
+//! The stream reader does no I/O of its own: it pushes container IDs into a deduplicating
+//! [`WorkQueue`] and workers inspect them. A container is never judged on missing metadata:
+//! an incomplete or failed inspect is retried a bounded number of times; after that the
+//! container is reported with what the list call shows and [`Container::problem`] set, so
+//! that it is judged on what is known and denied when that does not settle it.
+//!
+//! All engine calls go through the [`Engine`] trait; the tests below drive the informer
+//! with a scripted fake under `tokio::time::pause()`.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
 use crate::container::{Container, ImageFacts};
-use crate::docker;
+use crate::engine::{Engine, EngineError};
+use crate::event::{Action, Event, Kind};
 use crate::queue::{Tracker, WorkQueue};
 use crate::store::Store;
 
-/// Container actions that can change what we know about a container.
+/// Container actions that can change what we know about a container (`health_status` is
+/// matched by prefix by the engine).
 const CONTAINER_ACTIONS: &[&str] = &[
     "create",
     "start",
@@ -39,36 +47,38 @@ const CONTAINER_ACTIONS: &[&str] = &[
     "update",
     "destroy",
     "oom",
-    "health_status", // the engine matches this one by prefix
+    "health_status",
 ];
 /// Image actions after which cached repo tags/digests may be wrong.
 const IMAGE_ACTIONS: &[&str] = &["tag", "untag", "delete", "import", "load", "pull", "push"];
+/// Inspect tries before a container is reported unjudgeable (10 ms, ×3 each: ~1.2 s).
+pub const INSPECT_TRIES: u32 = 6;
 
 /// How the informer connects and what it watches.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `--docker-host`; `None` honours `DOCKER_HOST` or the default socket.
-    pub docker_host: Option<String>,
     /// Only containers with this label (`key=value` or `key`) are watched; `None` = all.
     pub label_selector: Option<String>,
     /// Safety-net re-list period.
     pub resync_every: Duration,
     /// Concurrent inspects.
     pub workers: usize,
+    /// Notices the consumer may leave untaken before the informer re-lists instead.
+    pub notice_capacity: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            docker_host: None,
             label_selector: None,
             resync_every: Duration::from_secs(300),
             workers: 8,
+            notice_capacity: 16_384,
         }
     }
 }
 
-/// Parses a `--scope` value into the label selector the Docker API takes: `key` or
+/// Parses a `--scope` value into the label selector the engine takes: `key` or
 /// `key=value` with a non-empty key and no surrounding blanks. The empty string (compose
 /// passes `DOCKWARDEN_SCOPE=` when the variable is unset) is accepted and means no scope.
 pub fn parse_label_selector(s: &str) -> Result<String, String> {
@@ -85,102 +95,170 @@ pub fn parse_label_selector(s: &str) -> Result<String, String> {
 /// What the informer tells a consumer that reacts to changes (the controller).
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// An event seen on the stream, before any inspect: for reactions that cannot wait
-    /// for one (acting on `start` with a decision already made at `create`).
-    Observed {
+    /// A container event, before any inspect: for reactions that cannot wait for one.
+    /// `container` is what the event itself shows ([`Event::container`]), when it shows
+    /// enough.
+    Event {
         id: String,
-        action: String,
+        action: Action,
         time_nano: i64,
-        /// The event's attributes: for container events the engine puts the container's
-        /// labels here, then overwrites `name` and `image` with the container's name and
-        /// image reference (so labels with those two keys are hidden).
-        attributes: HashMap<String, String>,
+        container: Option<Box<Container>>,
     },
-    /// An image was tagged, untagged, deleted, pulled, loaded...: what any image
-    /// reference resolves to may have changed.
+    /// An image was tagged, untagged, deleted, pulled, loaded...
     ImageChanged,
-    /// The container as inspected after an event or a re-list.
+    /// The container with full facts (labels whole): judge on this. The store keeps a
+    /// bounded copy.
     Updated(Arc<Container>),
-    /// The container no longer exists.
+    /// The container no longer exists (or never did: an inspect answered 404).
     Removed(String),
     /// A full re-list has been applied: the picture is complete.
     Synced { containers: usize, initial: bool },
-    /// The event stream broke; the picture is stale until the next `Synced`.
+    /// The session with the engine ended; the picture is stale until the next `Synced`.
     Disconnected { reason: String },
 }
 
-/// Counters the binaries export as metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub events: std::sync::atomic::AtomicU64,
-    pub reconnects: std::sync::atomic::AtomicU64,
-    pub relists: std::sync::atomic::AtomicU64,
-    pub inspect_errors: std::sync::atomic::AtomicU64,
+/// Why a session with the engine ended. Every cause is retried.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The engine did not answer its ping.
+    Connect(EngineError),
+    /// The list of a re-list failed (`initial`: the first one of the session).
+    List { initial: bool, source: EngineError },
+    /// The event stream failed.
+    Watch(EngineError),
+    /// The event stream ended (the engine shut down, or closed it).
+    WatchEnded,
+    /// The consumer did not take notices fast enough; some were dropped.
+    Overflow,
 }
 
-pub struct Informer {
+impl fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionEnd::Connect(e) => write!(f, "connect: {e}"),
+            SessionEnd::List {
+                initial: true,
+                source,
+            } => write!(f, "initial list failed: {source}"),
+            SessionEnd::List {
+                initial: false,
+                source,
+            } => write!(f, "re-list failed: {source}"),
+            SessionEnd::Watch(e) => write!(f, "watch failed: {e}"),
+            SessionEnd::WatchEnded => f.write_str("watch ended: the engine closed the event stream"),
+            SessionEnd::Overflow => f.write_str("notices overflowed: the consumer fell behind"),
+        }
+    }
+}
+
+/// Counters both binaries export (see [`crate::metrics`]).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub events: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub relists: AtomicU64,
+    pub inspect_errors: AtomicU64,
+    /// Containers reported with [`Container::problem`] after bounded tries.
+    pub unjudgeable: AtomicU64,
+    pub overflows: AtomicU64,
+}
+
+/// Asks a running informer to inspect containers again (after a policy change that needs
+/// labels a stored copy left out, say).
+#[derive(Clone)]
+pub struct Refresher {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Refresher {
+    pub fn refresh(&self, id: &str) {
+        let _ = self.tx.send(id.to_string());
+    }
+}
+
+pub struct Informer<E: Engine> {
     config: Config,
     store: Store,
-    notices: Option<mpsc::UnboundedSender<Notice>>,
-    docker_tx: watch::Sender<Option<Docker>>,
+    engine: E,
+    notices: Option<mpsc::Sender<Notice>>,
     stats: Arc<Stats>,
+    refresh_tx: mpsc::UnboundedSender<String>,
+    refresh_rx: mpsc::UnboundedReceiver<String>,
 }
 
 /// State shared by the stream reader and the workers.
-struct Shared {
+struct Shared<E> {
+    engine: E,
     store: Store,
     queue: WorkQueue,
-    notices: Option<mpsc::UnboundedSender<Notice>>,
-    docker: watch::Receiver<Option<Docker>>,
+    notices: Option<mpsc::Sender<Notice>>,
     images: Mutex<HashMap<String, ImageFacts>>,
     stats: Arc<Stats>,
+    label_selector: Option<String>,
+    /// Set when a notice could not be delivered: the session re-lists.
+    overflowed: AtomicBool,
+    overflow: Notify,
 }
 
-impl Shared {
+impl<E> Shared<E> {
     fn notify(&self, n: Notice) {
-        if let Some(tx) = &self.notices {
-            let _ = tx.send(n);
+        let Some(tx) = &self.notices else { return };
+        match tx.try_send(n) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.overflowed.swap(true, Relaxed) {
+                    self.stats.overflows.fetch_add(1, Relaxed);
+                    self.overflow.notify_one();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }
 
-impl Informer {
-    pub fn new(config: Config, store: Store) -> Self {
+impl<E: Engine> Informer<E> {
+    pub fn new(config: Config, store: Store, engine: E) -> Self {
+        let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
         Informer {
             config,
             store,
+            engine,
             notices: None,
-            docker_tx: watch::Sender::new(None),
             stats: Arc::default(),
+            refresh_tx,
+            refresh_rx,
         }
     }
 
-    /// Sends [`Notice`]s to `tx` as the picture changes.
-    pub fn with_notices(mut self, tx: mpsc::UnboundedSender<Notice>) -> Self {
+    /// Sends [`Notice`]s as the picture changes; returns their receiver.
+    pub fn notices(&mut self) -> mpsc::Receiver<Notice> {
+        let (tx, rx) = mpsc::channel(self.config.notice_capacity.max(1));
         self.notices = Some(tx);
-        self
-    }
-
-    /// The current Docker client (None until the first connection), for other components
-    /// that must call the engine (kill, stats, logs).
-    pub fn docker(&self) -> watch::Receiver<Option<Docker>> {
-        self.docker_tx.subscribe()
+        rx
     }
 
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
     }
 
-    /// Runs forever: connect, list, watch, reconnect. Only returns if the task is dropped.
-    pub async fn run(self) {
-        use std::sync::atomic::Ordering::Relaxed;
+    pub fn refresher(&self) -> Refresher {
+        Refresher {
+            tx: self.refresh_tx.clone(),
+        }
+    }
+
+    /// Runs forever: connect, list, watch, reconnect.
+    pub async fn run(mut self) {
         let shared = Arc::new(Shared {
+            engine: self.engine.clone(),
             store: self.store.clone(),
             queue: WorkQueue::default(),
             notices: self.notices.clone(),
-            docker: self.docker_tx.subscribe(),
             images: Mutex::new(HashMap::new()),
             stats: self.stats.clone(),
+            label_selector: self.config.label_selector.clone().filter(|s| !s.is_empty()),
+            overflowed: AtomicBool::new(false),
+            overflow: Notify::new(),
         });
         for _ in 0..self.config.workers.max(1) {
             tokio::spawn(worker(shared.clone()));
@@ -188,138 +266,162 @@ impl Informer {
         let mut backoff = Backoff::default();
         let mut last_event_nano: Option<i64> = None;
         let mut initial = true;
+        let mut attempt = 0u64;
         loop {
-            let docker = docker::connect_with_retry(self.config.docker_host.as_deref()).await;
-            self.docker_tx.send_replace(Some(docker.clone()));
-            shared.images.lock().unwrap_or_else(|e| e.into_inner()).clear();
-            let connected_at = Instant::now();
-            let reason =
-                watch_session(&self.config, &shared, &docker, &mut last_event_nano, &mut initial).await;
+            let started = Instant::now();
+            let end = match self.engine.ping().await {
+                Ok(()) => {
+                    if attempt > 0 || initial {
+                        tracing::info!(attempt = attempt + 1, "connected to the Docker Engine");
+                    }
+                    attempt = 0;
+                    shared.images.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.session(&shared, &mut last_event_nano, &mut initial).await
+                }
+                Err(e) => {
+                    attempt += 1;
+                    SessionEnd::Connect(e)
+                }
+            };
             self.store.set_ready(false);
-            shared.stats.reconnects.fetch_add(1, Relaxed);
+            if !matches!(end, SessionEnd::Connect(_)) {
+                shared.stats.reconnects.fetch_add(1, Relaxed);
+            }
             shared.notify(Notice::Disconnected {
-                reason: reason.clone(),
+                reason: end.to_string(),
             });
-            if connected_at.elapsed() > Duration::from_secs(60) {
+            if started.elapsed() > Duration::from_secs(60) {
                 backoff.reset();
             }
             let wait = backoff.next_delay();
-            tracing::warn!(%reason, retry_in_ms = wait.as_millis() as u64, "Docker event stream broke; will reconnect, replay and re-list");
+            match &end {
+                SessionEnd::Connect(e) => {
+                    tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "Docker Engine unreachable")
+                }
+                other => {
+                    tracing::warn!(reason = %other, retry_in_ms = wait.as_millis() as u64, "lost the Docker Engine; will reconnect, replay events and re-list")
+                }
+            }
             tokio::time::sleep(wait).await;
         }
     }
-}
 
-/// One connected session: subscribe, re-list, apply events until the stream breaks.
-/// Returns why it ended.
-async fn watch_session(
-    config: &Config,
-    shared: &Arc<Shared>,
-    docker: &Docker,
-    last_event_nano: &mut Option<i64>,
-    initial: &mut bool,
-) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    // Replay from the last event we saw; on the first connection from a little before now
-    // (the list below is taken after this point, events in between are replayed).
-    let since = last_event_nano.unwrap_or_else(|| now_nano() - 2_000_000_000);
-    let since = format!(
-        "{}.{:09}",
-        since.div_euclid(1_000_000_000),
-        since.rem_euclid(1_000_000_000)
-    );
-    // Two subscriptions, merged: container events (only the scope's, when scoped) and
-    // every image event. One filter cannot do both: the engine ANDs filter keys, and image
-    // events carry no container labels. Either ending means the session is over.
-    let mut container_filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    container_filters.insert("type", vec!["container"]);
-    container_filters.insert("event", CONTAINER_ACTIONS.to_vec());
-    if let Some(sel) = &config.label_selector {
-        container_filters.insert("label", vec![sel.as_str()]);
-    }
-    let mut image_filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    image_filters.insert("type", vec!["image"]);
-    image_filters.insert("event", IMAGE_ACTIONS.to_vec());
-    let subscribe = |filters: &HashMap<&str, Vec<&str>>| {
-        let opts = EventsOptionsBuilder::default()
-            .since(&since)
-            .filters(filters)
-            .build();
-        docker
-            .events(Some(opts))
-            .map(Some)
-            .chain(futures_util::stream::once(async { None }))
-    };
-    let events = futures_util::stream::select(subscribe(&container_filters), subscribe(&image_filters));
-    tokio::pin!(events);
+    /// One connected session: subscribe, re-list, apply events until something breaks.
+    async fn session(
+        &mut self,
+        shared: &Arc<Shared<E>>,
+        last_event_nano: &mut Option<i64>,
+        initial: &mut bool,
+    ) -> SessionEnd {
+        // Replay from the last event we saw; on the first connection from a little before
+        // now (the list below is taken after this point, events in between are replayed).
+        let since = last_event_nano.unwrap_or_else(|| now_nano() - 2_000_000_000);
+        let since = format_since(since);
+        // Two subscriptions, merged: container events (only the scope's, when scoped) and
+        // every image event. One filter cannot do both: the engine ANDs filter keys, and
+        // image events carry no container labels.
+        let mut container_filters = json!({"type": ["container"], "event": CONTAINER_ACTIONS});
+        if let Some(sel) = &shared.label_selector {
+            container_filters["label"] = json!([sel]);
+        }
+        let image_filters = json!({"type": ["image"], "event": IMAGE_ACTIONS});
+        let stream = |filters: &Value| {
+            shared
+                .engine
+                .events(&since, filters)
+                .map(Some)
+                .chain(futures_util::stream::once(async { None }))
+        };
+        let events = futures_util::stream::select(stream(&container_filters), stream(&image_filters));
+        tokio::pin!(events);
 
-    let mut relist = Some(Box::pin(relist(config, shared.clone(), docker.clone())));
-    let mut resync = tokio::time::interval(config.resync_every);
-    resync.tick().await; // the first tick is immediate; the initial re-list is above
-    loop {
-        tokio::select! {
-            biased;
-            ev = events.next() => match ev.flatten() {
-                Some(Ok(ev)) => {
-                    shared.stats.events.fetch_add(1, Relaxed);
-                    if let Some(t) = ev.time_nano {
-                        *last_event_nano = Some(last_event_nano.map_or(t, |l| l.max(t)));
+        shared.overflowed.store(false, Relaxed);
+        let mut relist = Some(Box::pin(relist(shared.clone())));
+        let mut relist_is_initial = true;
+        let mut resync = tokio::time::interval(self.config.resync_every);
+        resync.tick().await; // the first tick is immediate; the initial re-list is above
+        loop {
+            tokio::select! {
+                biased;
+                ev = events.next() => match ev.flatten() {
+                    Some(Ok(v)) => {
+                        shared.stats.events.fetch_add(1, Relaxed);
+                        if let Some(ev) = Event::from_json(&v) {
+                            if ev.time_nano > 0 {
+                                *last_event_nano = Some(last_event_nano.map_or(ev.time_nano, |l| l.max(ev.time_nano)));
+                            }
+                            handle_event(shared, ev);
+                        }
                     }
-                    handle_event(shared, ev);
-                }
-                Some(Err(e)) => return format!("event stream error: {e}"),
-                None => return "event stream ended".to_string(),
-            },
-            done = async { match relist.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
-                relist = None;
-                match done {
-                    Ok(n) => {
-                        shared.stats.relists.fetch_add(1, Relaxed);
-                        shared.store.set_ready(true);
-                        shared.notify(Notice::Synced { containers: n, initial: *initial });
-                        *initial = false;
+                    Some(Err(e)) => return SessionEnd::Watch(e),
+                    None => return SessionEnd::WatchEnded,
+                },
+                _ = shared.overflow.notified() => return SessionEnd::Overflow,
+                id = self.refresh_rx.recv() => {
+                    if let Some(id) = id {
+                        shared.queue.push(&id, None);
                     }
-                    Err(e) => return format!("re-list failed: {e}"),
                 }
-            },
-            _ = resync.tick() => {
-                if relist.is_none() {
-                    relist = Some(Box::pin(self::relist(config, shared.clone(), docker.clone())));
+                done = async { match relist.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
+                    relist = None;
+                    match done {
+                        Ok(n) => {
+                            shared.stats.relists.fetch_add(1, Relaxed);
+                            shared.store.set_ready(true);
+                            shared.notify(Notice::Synced { containers: n, initial: *initial });
+                            *initial = false;
+                        }
+                        Err(source) => return SessionEnd::List { initial: relist_is_initial, source },
+                    }
+                },
+                _ = resync.tick() => {
+                    if relist.is_none() {
+                        relist = Some(Box::pin(self::relist(shared.clone())));
+                        relist_is_initial = false;
+                    }
                 }
             }
         }
     }
 }
 
-fn handle_event(shared: &Shared, ev: EventMessage) {
-    let Some(id) = ev.actor.as_ref().and_then(|a| a.id.clone()) else {
-        return;
-    };
-    let action = ev.action.unwrap_or_default();
-    match ev.typ {
-        Some(EventMessageTypeEnum::IMAGE) => {
-            tracing::debug!(image = %id, %action, "image event");
+/// `since`/`until` as the engine takes them: Unix seconds with nanoseconds.
+pub fn format_since(nano: i64) -> String {
+    format!(
+        "{}.{:09}",
+        nano.div_euclid(1_000_000_000),
+        nano.rem_euclid(1_000_000_000)
+    )
+}
+
+fn handle_event<E>(shared: &Shared<E>, ev: Event) {
+    match ev.kind {
+        Kind::Image => {
+            tracing::debug!(image = %ev.id, action = ev.action.as_str(), "image event");
             shared.images.lock().unwrap_or_else(|e| e.into_inner()).clear();
             shared.notify(Notice::ImageChanged);
         }
-        Some(EventMessageTypeEnum::CONTAINER) => {
-            tracing::debug!(container = %id, %action, "event");
-            shared.notify(Notice::Observed {
-                id: id.clone(),
-                action,
-                time_nano: ev.time_nano.unwrap_or_default(),
-                attributes: ev.actor.and_then(|a| a.attributes).unwrap_or_default(),
+        Kind::Container => {
+            tracing::debug!(container = %ev.id, action = ev.action.as_str(), "event");
+            let container = ev.container().map(Box::new);
+            shared.queue.push(&ev.id, None);
+            shared.notify(Notice::Event {
+                id: ev.id,
+                action: ev.action,
+                time_nano: ev.time_nano,
+                container,
             });
-            shared.queue.push(&id, None);
         }
-        _ => {}
+        Kind::Other => {}
     }
 }
 
 /// Lists every container (and forgets those the list no longer has) through the work queue,
 /// and waits until each listed ID has been inspected. Returns how many were listed.
-async fn relist(config: &Config, shared: Arc<Shared>, docker: Docker) -> Result<usize, crate::Error> {
-    let ids: HashSet<String> = list_ids(&docker, config.label_selector.as_deref())
+async fn relist<E: Engine>(shared: Arc<Shared<E>>) -> Result<usize, EngineError> {
+    let ids: HashSet<String> = shared
+        .engine
+        .list(shared.label_selector.as_deref())
         .await?
         .into_iter()
         .collect();
@@ -337,26 +439,8 @@ async fn relist(config: &Config, shared: Arc<Shared>, docker: Docker) -> Result<
     Ok(ids.len())
 }
 
-/// IDs of every container (running or not), only those with the label when a selector is
-/// given.
-async fn list_ids(docker: &Docker, label_selector: Option<&str>) -> Result<Vec<String>, crate::Error> {
-    let mut filters: HashMap<&str, Vec<&str>> = HashMap::new();
-    if let Some(sel) = label_selector {
-        filters.insert("label", vec![sel]);
-    }
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let listed = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| crate::Error::docker("list containers", e))?;
-    Ok(listed.into_iter().filter_map(|c| c.id).collect())
-}
-
 /// Inspects queued containers into the store, forever.
-async fn worker(shared: Arc<Shared>) {
+async fn worker<E: Engine>(shared: Arc<Shared<E>>) {
     loop {
         let item = shared.queue.pop().await;
         refresh(&shared, &item.id).await;
@@ -364,120 +448,130 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-/// Brings one container's entry up to date: inspect, or remove when the engine says 404.
-async fn refresh(shared: &Shared, id: &str) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut delay = Duration::from_millis(10);
-    for attempt in 1..=6 {
-        let Some(docker) = shared.docker.borrow().clone() else {
-            return;
-        };
-        match docker.inspect_container(id, None).await {
-            Ok(resp) => {
-                let facts = match resp.image.as_deref() {
-                    Some(image_id) => image_facts(shared, &docker, image_id).await,
-                    None => ImageFacts::default(),
-                };
-                match Container::from_inspect(resp, &facts) {
-                    Ok(c) => {
-                        let c = Arc::new(c);
-                        shared.store.upsert(c.clone());
-                        shared.notify(Notice::Updated(c));
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, attempt, "metadata not there yet; inspecting again")
-                    }
-                }
-            }
-            Err(e) if docker::status_code(&e) == Some(404) => {
-                if shared.store.remove(id).is_some() {
-                    shared.notify(Notice::Removed(id.to_string()));
-                }
-                return;
-            }
-            Err(e) => {
-                shared.stats.inspect_errors.fetch_add(1, Relaxed);
-                tracing::warn!(container = %id, error = %e, attempt, "inspect failed");
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay *= 3;
-    }
-    shared.stats.inspect_errors.fetch_add(1, Relaxed);
-    tracing::error!(container = %id, "could not inspect the container; the next re-list tries again");
+/// What one inspect attempt came to.
+enum Attempt {
+    Got(Box<Container>),
+    Gone,
+    Failed(String),
+    /// The engine is down or restarting: nothing is learnt about the container; the
+    /// session ends and the re-list after the reconnect inspects it again.
+    Unreachable(String),
 }
 
-/// Repo tags and digests of an image, cached by image ID for the connection's lifetime
-/// (cleared on image events and on reconnect).
-async fn image_facts(shared: &Shared, docker: &Docker, image_id: &str) -> ImageFacts {
+/// Brings one container's entry up to date: inspect, or remove when the engine says 404;
+/// after [`INSPECT_TRIES`] failures, report it with what the list shows and the problem.
+async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
+    let mut delay = Duration::from_millis(10);
+    let mut last = String::new();
+    for attempt in 1..=INSPECT_TRIES {
+        match inspect_once(shared, id).await {
+            Attempt::Got(c) => return publish(shared, *c),
+            Attempt::Gone => return forget(shared, id),
+            Attempt::Failed(why) => {
+                tracing::debug!(container = %id, attempt, error = %why, "inspect did not give a judgeable container; trying again");
+                last = why;
+            }
+            Attempt::Unreachable(why) => {
+                tracing::debug!(container = %id, error = %why, "engine unreachable; the re-list after the reconnect inspects it");
+                return;
+            }
+        }
+        if attempt < INSPECT_TRIES {
+            tokio::time::sleep(delay).await;
+            delay *= 3;
+        }
+    }
+    // Bounded tries are over: report what the list shows, with the problem, so that it is
+    // judged (and denied, unless what is known allows it) instead of skipped.
+    let problem = format!("inspect failed {INSPECT_TRIES} times: {last}");
+    let c = match shared.engine.summary(id).await {
+        Ok(Some(v)) => Container::from_summary(&v, problem),
+        Ok(None) => return forget(shared, id),
+        Err(e) if e.is_unreachable() => return,
+        Err(e) => Container {
+            id: id.to_string(),
+            problem: Some(format!("{problem}; list failed too: {e}")),
+            source: crate::container::Source::List,
+            ..Default::default()
+        },
+    };
+    shared.stats.unjudgeable.fetch_add(1, Relaxed);
+    tracing::error!(container = %id, name = %c.name, problem = c.problem.as_deref().unwrap_or(""),
+        "cannot read this container's metadata: it is judged on what is known, and denied unless that allows it");
+    publish(shared, c);
+}
+
+async fn inspect_once<E: Engine>(shared: &Shared<E>, id: &str) -> Attempt {
+    let v = match shared.engine.inspect(id).await {
+        Ok(v) => v,
+        Err(e) if e.status() == Some(404) => return Attempt::Gone,
+        Err(e) if e.is_unreachable() => return Attempt::Unreachable(e.to_string()),
+        Err(e) => {
+            shared.stats.inspect_errors.fetch_add(1, Relaxed);
+            return Attempt::Failed(e.to_string());
+        }
+    };
+    let image_id = v.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
+    let facts = if image_id.is_empty() {
+        None
+    } else {
+        match image_facts(shared, &image_id).await {
+            Ok(f) => Some(f),
+            Err(e) if e.is_unreachable() => return Attempt::Unreachable(e.to_string()),
+            Err(e) => return Attempt::Failed(e.to_string()),
+        }
+    };
+    match Container::from_inspect(&v, facts.as_ref()) {
+        Ok(c) => Attempt::Got(Box::new(c)),
+        Err(e) => Attempt::Failed(e.to_string()),
+    }
+}
+
+fn publish<E>(shared: &Shared<E>, c: Container) {
+    let stored = if c.is_bounded() { c.clone() } else { c.bounded() };
+    shared.store.upsert(Arc::new(stored));
+    shared.notify(Notice::Updated(Arc::new(c)));
+}
+
+fn forget<E>(shared: &Shared<E>, id: &str) {
+    shared.store.remove(id);
+    // Always: a consumer may have records of a container it saw only in events.
+    shared.notify(Notice::Removed(id.to_string()));
+}
+
+/// Repo tags and digests of an image, cached by image ID for the session (cleared on image
+/// events and on reconnect). An image the engine no longer has (deleted while a container
+/// still uses it) has no names: that is the truth, not a failure.
+async fn image_facts<E: Engine>(shared: &Shared<E>, image_id: &str) -> Result<ImageFacts, EngineError> {
     if let Some(f) = shared
         .images
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(image_id)
     {
-        return f.clone();
+        return Ok(f.clone());
     }
-    match inspect_image_facts(docker, image_id).await {
-        Ok(facts) => {
-            shared
-                .images
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(image_id.to_string(), facts.clone());
-            facts
-        }
-        Err(e) => {
-            // Without digests a digest rule cannot match: the container is judged without
-            // them (never allowed by a digest it cannot show), and not cached.
-            tracing::warn!(image = %image_id, error = %e, "image inspect failed");
-            ImageFacts::default()
-        }
-    }
+    let facts = match shared.engine.image(image_id).await {
+        Ok(v) => ImageFacts::from_json(&v),
+        Err(e) if e.status() == Some(404) => ImageFacts {
+            id: image_id.to_string(),
+            ..Default::default()
+        },
+        Err(e) => return Err(e),
+    };
+    shared
+        .images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(image_id.to_string(), facts.clone());
+    Ok(facts)
 }
 
-/// Repo tags and digests of one image.
-async fn inspect_image_facts(docker: &Docker, image_id: &str) -> Result<ImageFacts, bollard::errors::Error> {
-    let img = docker.inspect_image(image_id).await?;
-    Ok(ImageFacts {
-        tags: img.repo_tags.unwrap_or_default(),
-        digests: img.repo_digests.unwrap_or_default(),
-    })
-}
-
-/// Lists and inspects every container once, without watching: for one-shot tools
-/// (`state-controller check`) and baselines. Containers that vanish or stay incomplete
-/// between list and inspect are left out.
-pub async fn fetch_all(
-    docker: &Docker,
-    label_selector: Option<&str>,
-) -> Result<Vec<Container>, crate::Error> {
-    let listed = list_ids(docker, label_selector).await?;
-    let mut images: HashMap<String, ImageFacts> = HashMap::new();
-    let mut out = Vec::with_capacity(listed.len());
-    for id in listed {
-        let resp = match docker.inspect_container(&id, None).await {
-            Ok(r) => r,
-            Err(e) if docker::status_code(&e) == Some(404) => continue,
-            Err(e) => return Err(crate::Error::docker("inspect container", e)),
-        };
-        let image_id = resp.image.clone().unwrap_or_default();
-        if !images.contains_key(&image_id) {
-            let facts = inspect_image_facts(docker, &image_id).await.unwrap_or_default();
-            images.insert(image_id.clone(), facts);
-        }
-        let facts = images.get(&image_id).cloned().unwrap_or_default();
-        if let Ok(c) = Container::from_inspect(resp, &facts) {
-            out.push(c);
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
-fn now_nano() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+pub fn now_nano() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

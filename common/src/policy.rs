@@ -264,27 +264,101 @@ impl Policy {
         })
     }
 
-    /// Decides whether `c` may run. Pure: no I/O, same answer for the same inputs.
+    /// Judges `c` on the facts it holds. Pure: no I/O, same answer for the same inputs.
+    ///
+    /// Rules are tried in order; the first that matches allows. A rule that cannot be
+    /// settled on these facts (the image is not resolved yet, a label is hidden or was not
+    /// kept) makes the answer [`Judgement::Unknown`] unless an earlier rule already
+    /// matched: an answer from partial facts is given only when full facts could not change
+    /// it, not even which rule allows.
+    pub fn judge(&self, c: &Container) -> Judgement {
+        for r in &self.rules {
+            match r.check(c) {
+                Tri::Yes => {
+                    return Judgement::Allowed {
+                        rule: r.index,
+                        reason: format!("allowed by {r}"),
+                    };
+                }
+                Tri::No => {}
+                Tri::Unknown(missing) => return Judgement::Unknown { missing },
+            }
+        }
+        Judgement::Denied {
+            reason: NO_RULE.to_string(),
+        }
+    }
+
+    /// [`Policy::judge`] as a yes/no verdict; an undecided judgement is not an allow.
     pub fn evaluate(&self, c: &Container) -> Verdict {
-        match self.rules.iter().find(|r| r.matches(c)) {
-            Some(r) => Verdict {
+        match self.judge(c) {
+            Judgement::Allowed { rule, reason } => Verdict {
                 allowed: true,
-                rule: Some(r.index),
-                reason: format!("allowed by {r}"),
+                rule: Some(rule),
+                reason,
             },
-            None => Verdict {
+            Judgement::Denied { reason } => Verdict {
                 allowed: false,
                 rule: None,
-                reason: "no [[allow]] rule matches".to_string(),
+                reason,
+            },
+            Judgement::Unknown { missing } => Verdict {
+                allowed: false,
+                rule: None,
+                reason: format!("undecided: {missing} not known"),
+            },
+        }
+    }
+}
+
+/// Why nothing allows a container.
+pub const NO_RULE: &str = "no [[allow]] rule matches";
+
+/// What the policy says about a container on the facts at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    Allowed {
+        rule: usize,
+        reason: String,
+    },
+    Denied {
+        reason: String,
+    },
+    /// The facts at hand cannot settle it; `missing` names what is lacking.
+    Unknown {
+        missing: &'static str,
+    },
+}
+
+/// A match that may not be decidable on partial facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tri {
+    Yes,
+    No,
+    /// Undecidable; names what is missing.
+    Unknown(&'static str),
+}
+
+impl Tri {
+    fn of(b: bool) -> Tri {
+        if b { Tri::Yes } else { Tri::No }
+    }
+
+    /// Conjunction: one `No` settles it, else one `Unknown` leaves it open.
+    fn and(self, next: impl FnOnce() -> Tri) -> Tri {
+        match self {
+            Tri::No => Tri::No,
+            Tri::Yes => next(),
+            Tri::Unknown(m) => match next() {
+                Tri::No => Tri::No,
+                _ => Tri::Unknown(m),
             },
         }
     }
 }
 
 impl Policy {
-    /// Whether any rule looks at label `key`: the engine's event attributes hide labels
-    /// named `name` and `image`, so a decision from attributes alone is exact only when no
-    /// rule uses those keys.
+    /// Whether any rule looks at label `key`.
     pub fn uses_label_key(&self, key: &str) -> bool {
         self.rules.iter().any(|r| r.labels.iter().any(|(k, _)| k == key))
     }
@@ -292,13 +366,28 @@ impl Policy {
 
 impl Rule {
     /// Every field given must match.
-    pub fn matches(&self, c: &Container) -> bool {
-        self.name.as_ref().is_none_or(|p| p.matcher.is_match(&c.name))
-            && self.image.as_ref().is_none_or(|i| i.matches(c))
-            && self
-                .labels
-                .iter()
-                .all(|(k, p)| c.labels.get(k).is_some_and(|v| p.matcher.is_match(v)))
+    pub fn check(&self, c: &Container) -> Tri {
+        let name = self
+            .name
+            .as_ref()
+            .map_or(Tri::Yes, |p| Tri::of(p.matcher.is_match(&c.name)));
+        name.and(|| self.image.as_ref().map_or(Tri::Yes, |i| i.check(c)))
+            .and(|| {
+                self.labels
+                    .iter()
+                    .fold(Tri::Yes, |acc, (k, p)| acc.and(|| label_check(c, k, p)))
+            })
+    }
+}
+
+fn label_check(c: &Container, key: &str, p: &Pattern) -> Tri {
+    if c.hidden_labels.contains(&key) {
+        return Tri::Unknown("a label the event does not show");
+    }
+    match c.labels.get(key) {
+        Some(v) => Tri::of(p.matcher.is_match(v)),
+        None if c.labels_cut => Tri::Unknown("a label left out of the stored copy"),
+        None => Tri::No,
     }
 }
 
@@ -329,45 +418,104 @@ impl fmt::Display for Rule {
     }
 }
 
+const UNRESOLVED: &str = "the image (not resolved yet)";
+
+/// How the engine reads the image reference a container was created with.
+enum Given<'a> {
+    /// A name, maybe with a tag: `nginx:1.27`. Tag rules match it as written.
+    Name(Reference),
+    /// `name[:tag]@sha256:…`: the engine runs the digest, whatever the tag says.
+    Digested(Reference),
+    /// `sha256:<64 hex>` or a bare hex string, which the engine takes for an image ID (or
+    /// its prefix) when no image has that name: only the resolved image tells which.
+    IdLike(&'a str),
+    /// Not a valid reference: only the resolved image's names can match.
+    Invalid,
+}
+
+fn given(image: &str) -> Given<'_> {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Given::IdLike(hex);
+    }
+    match Reference::parse(image) {
+        Ok(r) if r.digest.is_some() => Given::Digested(r),
+        Ok(r) => Given::Name(r),
+        Err(_) => Given::Invalid,
+    }
+}
+
+/// Whether the container's image was picked by ID (prefix) rather than by name: only the
+/// resolved image ID tells (a bare hex string is a name when an image has that name).
+fn picked_by_id(c: &Container, hex: &str) -> bool {
+    c.image_id
+        .strip_prefix("sha256:")
+        .unwrap_or(&c.image_id)
+        .starts_with(hex)
+}
+
 impl ImageRule {
-    fn matches(&self, c: &Container) -> bool {
+    fn check(&self, c: &Container) -> Tri {
+        let resolved = c.image_resolved();
         match self {
-            ImageRule::Id(id) => c.image_id == *id,
-            ImageRule::Tag { pattern, .. } => tag_subjects(c).iter().any(|s| pattern.matcher.is_match(s)),
-            ImageRule::Digest { normalised, .. } => digest_subjects(c).iter().any(|s| s == normalised),
+            ImageRule::Id(id) => {
+                if resolved {
+                    Tri::of(c.image_id == *id)
+                } else if c.image.strip_prefix("sha256:").is_some_and(|h| h.len() == 64)
+                    && reference::is_digest(&c.image)
+                {
+                    // A full ID names exactly one image, resolved or not.
+                    Tri::of(c.image == *id)
+                } else {
+                    Tri::Unknown(UNRESOLVED)
+                }
+            }
+            ImageRule::Tag { pattern, .. } => {
+                let by_tags = || {
+                    if resolved {
+                        Tri::of(
+                            c.image_tags
+                                .iter()
+                                .filter_map(|t| Reference::parse(t).ok()?.tagged())
+                                .any(|t| pattern.matcher.is_match(&t)),
+                        )
+                    } else {
+                        Tri::Unknown(UNRESOLVED)
+                    }
+                };
+                match given(&c.image) {
+                    Given::Name(r) => Tri::of(r.tagged().is_some_and(|t| pattern.matcher.is_match(&t))),
+                    Given::IdLike(hex) if resolved && !picked_by_id(c, hex) => {
+                        // A bare hex string that named an image: match it as a name.
+                        Tri::of(
+                            Reference::parse(&c.image)
+                                .ok()
+                                .and_then(|r| r.tagged())
+                                .is_some_and(|t| pattern.matcher.is_match(&t)),
+                        )
+                    }
+                    Given::IdLike(_) | Given::Digested(_) | Given::Invalid => by_tags(),
+                }
+            }
+            ImageRule::Digest { normalised, .. } => {
+                if let Given::Digested(r) = given(&c.image)
+                    && r.digested().as_deref() == Some(normalised.as_str())
+                {
+                    return Tri::Yes;
+                }
+                if resolved {
+                    Tri::of(
+                        c.image_digests
+                            .iter()
+                            .filter_map(|d| Reference::parse(d).ok()?.digested())
+                            .any(|d| d == *normalised),
+                    )
+                } else {
+                    Tri::Unknown(UNRESOLVED)
+                }
+            }
         }
     }
-}
-
-/// The tagged names a container's image is known by: the reference it was started with,
-/// or, when it was started by image ID, the image's repo tags.
-fn tag_subjects(c: &Container) -> Vec<String> {
-    if reference::looks_like_image_id(&c.image) {
-        return c
-            .image_tags
-            .iter()
-            .filter_map(|t| Reference::parse(t).ok()?.tagged())
-            .collect();
-    }
-    Reference::parse(&c.image)
-        .ok()
-        .and_then(|r| r.tagged())
-        .into_iter()
-        .collect()
-}
-
-/// The digests a container's image is pinned by: the digest it was started with, and the
-/// image's repo digests.
-fn digest_subjects(c: &Container) -> Vec<String> {
-    let given = Reference::parse(&c.image).ok().and_then(|r| r.digested());
-    given
-        .into_iter()
-        .chain(
-            c.image_digests
-                .iter()
-                .filter_map(|d| Reference::parse(d).ok()?.digested()),
-        )
-        .collect()
 }
 
 fn check_name(n: &str) -> Result<(), String> {
@@ -615,12 +763,90 @@ labels = {{ "com.example.team" = "platform" }}
     fn image_ids_never_match_as_names_but_their_tags_do() {
         let p = policy("[[allow]]\nimage = \"nginx:*\"\n");
         let mut c = container("x", &format!("sha256:{HEX}"));
+        c.image_id = format!("sha256:{HEX}");
         assert!(!allowed(&p, &c));
         c.image_tags = vec!["nginx:1.27".into()];
         assert!(allowed(&p, &c));
-        // a 12-hex short ID does not become library/<hex>:latest
-        let p = policy("[[allow]]\nimage = \"*\"\n");
-        assert!(!allowed(&p, &container("x", "0123456789ab")));
+        // A short ID (any length, as `docker run 2149f0` takes it) that the engine resolved
+        // by ID prefix is judged by the image's tags, never as library/<hex>:latest ...
+        let mut short = container("x", "0123456789ab");
+        short.image_id = format!("sha256:{HEX}");
+        let star = policy("[[allow]]\nimage = \"*\"\n");
+        assert!(!allowed(&star, &short));
+        for prefix in ["0123", "01234567", "sha256:0123"] {
+            short.image = prefix.into();
+            short.image_tags = vec!["nginx:1.27".into()];
+            assert!(
+                allowed(&p, &short),
+                "{prefix}: allowed by the tag of the image it names"
+            );
+            short.image_tags.clear();
+            assert!(!allowed(&p, &short), "{prefix}");
+        }
+        // ... but a hex string that named an image (no ID has that prefix) is a name.
+        let mut named = container("x", "cafe");
+        named.image_id = format!("sha256:{HEX}");
+        assert!(allowed(&policy("[[allow]]\nimage = \"cafe\"\n"), &named));
+        // Not resolved yet (from an event): undecidable, never guessed.
+        named.source = crate::container::Source::Event;
+        assert!(matches!(star.judge(&named), Judgement::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_digest_beside_a_tag_is_judged_by_the_digest_the_engine_runs() {
+        let p = policy(&format!(
+            "[[allow]]\nimage = \"nginx:1.27\"\n[[allow]]\nimage = \"redis@sha256:{HEX}\"\n"
+        ));
+        let evil = format!("nginx:1.27@sha256:{}", "e".repeat(64));
+        let mut c = container("x", &evil);
+        c.image_tags = vec![];
+        assert!(!allowed(&p, &c), "the tag written beside a digest means nothing");
+        c.image_tags = vec!["nginx:1.27".into()];
+        assert!(
+            allowed(&p, &c),
+            "the image the digest names is tagged nginx:1.27 here"
+        );
+        let c = container("x", &format!("redis:7@sha256:{HEX}"));
+        assert_eq!(p.evaluate(&c).rule, Some(2));
+        let mut unresolved = container("x", &evil);
+        unresolved.source = crate::container::Source::Event;
+        assert!(matches!(p.judge(&unresolved), Judgement::Unknown { .. }));
+    }
+
+    #[test]
+    fn partial_facts_decide_only_what_full_facts_could_not_change() {
+        let p = policy(
+            "[[allow]]\nname = \"web-*\"\n[[allow]]\nlabels = { name = \"x\" }\n[[allow]]\nimage = \"nginx:*\"\n",
+        );
+        let mut ev = container("web-1", "busybox");
+        ev.source = crate::container::Source::Event;
+        ev.hidden_labels = &["name", "image"];
+        assert_eq!(
+            p.judge(&ev),
+            Judgement::Allowed {
+                rule: 1,
+                reason: p.evaluate(&container("web-1", "b")).reason
+            }
+        );
+        ev.name = "db".into();
+        assert!(
+            matches!(p.judge(&ev), Judgement::Unknown { .. }),
+            "rule 2 reads a label the event hides"
+        );
+        ev.hidden_labels = &[];
+        assert_eq!(
+            p.judge(&ev),
+            Judgement::Denied {
+                reason: NO_RULE.into()
+            }
+        );
+        ev.labels_cut = true;
+        assert!(
+            matches!(p.judge(&ev), Judgement::Unknown { .. }),
+            "a label left out of a bounded copy"
+        );
+        ev.labels.insert("name".into(), "x".into());
+        assert!(matches!(p.judge(&ev), Judgement::Allowed { rule: 2, .. }));
     }
 
     #[test]

@@ -1,26 +1,34 @@
 //! Hot reload of the allowlist. Watches the file's *directory* (editors replace files by
 //! rename, Kubernetes swaps a `..data` symlink; a watch on the file itself dies at the first
-//! replacement), re-reads on any event but access events (our own reads would feed back),
-//! and falls back to a periodic re-read for lost events and filesystems without inotify.
+//! replacement) and reads the file only when a change is complete:
+//!
+//! - an in-place write (`>`, `cat >`, `tee`) is applied when the writer **closes** the file
+//!   (inotify close-after-write), never while it holds the file open: a writer that pauses
+//!   mid-file must not get its prefix applied (a cut inside a rule makes that rule wider);
+//! - a rename into the directory, a symlink swap (`..data`), a removal: applied at once;
+//! - every event restarts a short settle timer, so a burst costs one read;
+//! - the periodic re-read (lost events, filesystems without close events) applies a change
+//!   only when two reads one period apart agree.
 //!
 //! Last-good semantics: a file that cannot be read or parsed is refused, logged with its
 //! position and counted, and the previous policy stays in force. A deleted or half-written
 //! file never becomes an empty policy.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
 
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
 use crate::policy::Policy;
 
-/// Wait after the first change before reading, so a burst of events (write, chmod, rename)
-/// costs one read and a writer has time to finish.
-const SETTLE: Duration = Duration::from_millis(150);
+/// Quiet time after the last event before a complete change is read.
+pub const SETTLE: Duration = Duration::from_millis(100);
 /// Re-read this often even without events.
 const FALLBACK_PERIOD: Duration = Duration::from_secs(30);
 
@@ -30,13 +38,27 @@ pub struct Loaded {
     pub policy: Policy,
     /// 1 for the policy loaded at start, +1 for each accepted reload.
     pub generation: u64,
+    /// When it came into force: what an action caused by a policy change is timed from.
+    pub since: SystemTime,
 }
 
-/// Reload counters for metrics.
-#[derive(Debug, Default)]
+/// Reload counters and state, for metrics and the status page.
+#[derive(Debug)]
 pub struct ReloadStats {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// False while the file on disk is refused (an older policy is in force).
+    pub file_valid: AtomicBool,
+}
+
+impl Default for ReloadStats {
+    fn default() -> Self {
+        ReloadStats {
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            file_valid: AtomicBool::new(true),
+        }
+    }
 }
 
 /// Handle to the policy in force; clone freely.
@@ -57,6 +79,92 @@ impl PolicyHandle {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Loaded>> {
         self.rx.clone()
     }
+
+    /// A handle to a fixed policy (tests, one-shot tools): never reloads.
+    pub fn fixed(policy: Policy) -> PolicyHandle {
+        let (tx, rx) = watch::channel(Arc::new(Loaded {
+            policy,
+            generation: 1,
+            since: SystemTime::now(),
+        }));
+        std::mem::forget(tx);
+        PolicyHandle {
+            rx,
+            stats: Arc::default(),
+            path: PathBuf::new(),
+        }
+    }
+}
+
+/// What a file event means for the policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The policy file was written to and is still open: not complete yet.
+    Writing,
+    /// The policy file was closed after writing: complete.
+    Written,
+    /// Something was renamed, linked or removed in the directory: complete (renames are
+    /// atomic), unless an in-place write of the file is still open.
+    Replaced,
+}
+
+/// Classifies one notify event for the policy file named `name`; `None` for events that
+/// do not matter (opens, reads: our own reads would feed back forever).
+pub fn classify(ev: &notify::Event, name: &OsString) -> Option<Signal> {
+    let ours = || ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+    match ev.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => ours().then_some(Signal::Written),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(Signal::Replaced),
+        EventKind::Create(CreateKind::Folder) => Some(Signal::Replaced),
+        EventKind::Create(_) => {
+            // A new regular file is being written (its close comes later); a new symlink
+            // (`ln -sf`, a `..data` link) is complete as it appears.
+            let link = ev
+                .paths
+                .iter()
+                .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
+            if link {
+                Some(Signal::Replaced)
+            } else {
+                ours().then_some(Signal::Writing)
+            }
+        }
+        EventKind::Modify(ModifyKind::Metadata(_)) => None,
+        EventKind::Modify(_) => ours().then_some(Signal::Writing),
+        EventKind::Any | EventKind::Other => Some(Signal::Replaced),
+    }
+}
+
+/// When to read: complete changes after a quiet settle time, never during an open write.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// A complete change (close, rename) has been seen since the last read.
+    complete: bool,
+    /// An in-place write of the file is open (written to, not yet closed).
+    writing: bool,
+}
+
+impl Gate {
+    pub fn on(&mut self, s: Signal) {
+        match s {
+            Signal::Writing => self.writing = true,
+            Signal::Written => {
+                self.writing = false;
+                self.complete = true;
+            }
+            Signal::Replaced => self.complete = true,
+        }
+    }
+
+    /// Called when the settle time has passed without events: whether to read now.
+    pub fn settled(&mut self) -> bool {
+        if self.complete && !self.writing {
+            self.complete = false;
+            return true;
+        }
+        false
+    }
 }
 
 /// Loads the policy (an error here is fatal for the caller: exit code 2) and starts watching
@@ -70,19 +178,20 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
     let (tx, rx) = watch::channel(Arc::new(Loaded {
         policy,
         generation: 1,
+        since: SystemTime::now(),
     }));
     let stats = Arc::new(ReloadStats::default());
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+    let name = path.file_name().map(OsString::from).unwrap_or_default();
+    let (sig_tx, sig_rx) = mpsc::unbounded_channel::<Signal>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        // Our own reads show up as access events; reacting to them would loop forever.
-        Ok(ev) if matches!(ev.kind, EventKind::Access(_)) => {}
-        // A full channel means a reload is already pending: the events coalesce.
-        Ok(_) => {
-            let _ = wake_tx.try_send(());
+        Ok(ev) => {
+            if let Some(s) = classify(&ev, &name) {
+                let _ = sig_tx.send(s);
+            }
         }
         Err(e) => tracing::warn!(error = %e, "file watch error; the periodic re-read still runs"),
     })
@@ -102,14 +211,7 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         stats: stats.clone(),
         path: path.to_path_buf(),
     };
-    let task = tokio::spawn(reload_loop(
-        path.to_path_buf(),
-        bytes,
-        tx,
-        stats,
-        wake_rx,
-        watcher,
-    ));
+    let task = tokio::spawn(reload_loop(path.to_path_buf(), bytes, tx, stats, sig_rx, watcher));
     Ok((handle, task))
 }
 
@@ -123,49 +225,55 @@ fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Policy, crate::policy::Polic
     Policy::parse(text, &path.display().to_string())
 }
 
-async fn reload_loop(
+/// The reloader's memory between reads.
+struct Reloader {
     path: PathBuf,
-    mut last_bytes: Vec<u8>,
+    last_bytes: Vec<u8>,
+    /// The last refused content, so an unchanged bad file is reported once.
+    last_refused: Option<Vec<u8>>,
     tx: watch::Sender<Arc<Loaded>>,
     stats: Arc<ReloadStats>,
-    mut wake: mpsc::Receiver<()>,
-    _watcher: notify::RecommendedWatcher, // dropped with the task, which ends the watch
-) {
-    let mut fallback = tokio::time::interval(FALLBACK_PERIOD);
-    fallback.tick().await;
-    // The last refused content, so an unchanged bad file is reported once, not every read.
-    let mut last_refused: Option<Vec<u8>> = None;
-    loop {
-        tokio::select! {
-            w = wake.recv() => {
-                if w.is_none() {
-                    tracing::warn!("file watcher stopped; relying on the periodic re-read");
-                    wake = mpsc::channel(1).1; // never fires again
-                    continue;
-                }
-                tokio::time::sleep(SETTLE).await;
-                while wake.try_recv().is_ok() {}
-            }
-            _ = fallback.tick() => {}
-        }
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
+}
+
+impl Reloader {
+    /// Reads the file and applies it if it changed and is valid.
+    async fn read_and_apply(&mut self) {
+        match tokio::fs::read(&self.path).await {
+            Ok(bytes) => self.apply(bytes),
             Err(e) => {
                 let marker = format!("read error: {}", e.kind()).into_bytes();
-                if last_refused.as_ref() != Some(&marker) {
-                    stats.rejected.fetch_add(1, Relaxed);
-                    tracing::error!(path = %path.display(), error = %e, "policy file unreadable; keeping the last good policy");
-                    last_refused = Some(marker);
+                if self.last_refused.as_ref() != Some(&marker) {
+                    self.refuse(marker);
+                    tracing::error!(path = %self.path.display(), error = %e, generation = self.tx.borrow().generation,
+                        "policy file unreadable; keeping the last good policy");
                 }
-                continue;
             }
-        };
-        if bytes == last_bytes || last_refused.as_ref() == Some(&bytes) {
-            continue;
         }
-        match parse_bytes(&bytes, &path) {
+    }
+
+    fn refuse(&mut self, marker: Vec<u8>) {
+        self.stats.rejected.fetch_add(1, Relaxed);
+        self.stats.file_valid.store(false, Relaxed);
+        self.last_refused = Some(marker);
+    }
+
+    fn apply(&mut self, bytes: Vec<u8>) {
+        if bytes == self.last_bytes {
+            if self.last_refused.take().is_some() {
+                self.stats.file_valid.store(true, Relaxed);
+                tracing::info!(
+                    generation = self.tx.borrow().generation,
+                    "policy file is valid again: it is the policy in force, nothing to reload"
+                );
+            }
+            return;
+        }
+        if self.last_refused.as_ref() == Some(&bytes) {
+            return;
+        }
+        match parse_bytes(&bytes, &self.path) {
             Ok(policy) => {
-                let generation = tx.borrow().generation + 1;
+                let generation = self.tx.borrow().generation + 1;
                 tracing::info!(
                     generation,
                     mode = policy.mode.as_str(),
@@ -173,16 +281,152 @@ async fn reload_loop(
                     rules = policy.rules.len(),
                     "policy reloaded"
                 );
-                stats.accepted.fetch_add(1, Relaxed);
-                tx.send_replace(Arc::new(Loaded { policy, generation }));
-                last_bytes = bytes;
-                last_refused = None;
+                self.stats.accepted.fetch_add(1, Relaxed);
+                self.stats.file_valid.store(true, Relaxed);
+                self.tx.send_replace(Arc::new(Loaded {
+                    policy,
+                    generation,
+                    since: SystemTime::now(),
+                }));
+                self.last_bytes = bytes;
+                self.last_refused = None;
             }
             Err(e) => {
-                stats.rejected.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "policy refused; keeping the last good policy");
-                last_refused = Some(bytes);
+                let generation = self.tx.borrow().generation;
+                self.refuse(bytes);
+                tracing::error!(error = %e, generation, "policy refused; keeping the last good policy");
             }
         }
+    }
+}
+
+async fn reload_loop(
+    path: PathBuf,
+    last_bytes: Vec<u8>,
+    tx: watch::Sender<Arc<Loaded>>,
+    stats: Arc<ReloadStats>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    _watcher: notify::RecommendedWatcher, // dropped with the task, which ends the watch
+) {
+    let mut r = Reloader {
+        path,
+        last_bytes,
+        last_refused: None,
+        tx,
+        stats,
+    };
+    let mut gate = Gate::default();
+    let mut settle_at: Option<tokio::time::Instant> = None;
+    let mut fallback = tokio::time::interval(FALLBACK_PERIOD);
+    fallback.tick().await;
+    // The previous periodic read: a change is applied from it only when stable.
+    let mut previous_fallback: Option<Vec<u8>> = None;
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            s = signals.recv(), if watching => match s {
+                Some(s) => {
+                    gate.on(s);
+                    settle_at = Some(tokio::time::Instant::now() + SETTLE);
+                }
+                None => {
+                    tracing::warn!("file watcher stopped; relying on the periodic re-read");
+                    watching = false;
+                }
+            },
+            _ = async { match settle_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                settle_at = None;
+                if gate.settled() {
+                    r.read_and_apply().await;
+                }
+            }
+            _ = fallback.tick() => {
+                let Ok(bytes) = tokio::fs::read(&r.path).await else {
+                    r.read_and_apply().await; // reports the read error once
+                    continue;
+                };
+                if previous_fallback.as_ref() == Some(&bytes) || bytes == r.last_bytes {
+                    r.apply(bytes.clone());
+                }
+                previous_fallback = Some(bytes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{RemoveKind, RenameMode};
+
+    fn ev(kind: EventKind, file: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from("/etc/dw").join(file))
+    }
+
+    fn sig(kind: EventKind, file: &str) -> Option<Signal> {
+        classify(&ev(kind, file), &OsString::from("allowlist.toml"))
+    }
+
+    #[test]
+    fn events_are_classified() {
+        let close_write = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(sig(close_write, "allowlist.toml"), Some(Signal::Written));
+        assert_eq!(
+            sig(close_write, ".allowlist.toml.swp"),
+            None,
+            "another file's close"
+        );
+        assert_eq!(
+            sig(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "allowlist.toml"
+            ),
+            None,
+            "our own reads must not feed back"
+        );
+        assert_eq!(
+            sig(
+                EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+                "allowlist.toml"
+            ),
+            Some(Signal::Writing)
+        );
+        assert_eq!(
+            sig(EventKind::Modify(ModifyKind::Name(RenameMode::To)), "..data"),
+            Some(Signal::Replaced)
+        );
+        assert_eq!(
+            sig(EventKind::Remove(RemoveKind::File), "allowlist.toml"),
+            Some(Signal::Replaced)
+        );
+        assert_eq!(
+            sig(EventKind::Create(CreateKind::File), "allowlist.toml"),
+            Some(Signal::Writing),
+            "a new regular file is written after it is created"
+        );
+    }
+
+    #[test]
+    fn a_paused_in_place_write_is_read_only_after_its_close() {
+        let mut g = Gate::default();
+        g.on(Signal::Writing); // truncate
+        g.on(Signal::Writing); // first half
+        assert!(!g.settled(), "still open: never read a prefix");
+        g.on(Signal::Replaced); // an unrelated rename while the write is open
+        assert!(!g.settled());
+        g.on(Signal::Writing); // second half
+        g.on(Signal::Written); // close
+        assert!(g.settled());
+        assert!(!g.settled(), "read once");
+    }
+
+    #[test]
+    fn renames_and_one_shot_writes_are_read_at_once() {
+        let mut g = Gate::default();
+        g.on(Signal::Replaced);
+        assert!(g.settled());
+        g.on(Signal::Writing);
+        g.on(Signal::Written);
+        assert!(g.settled());
     }
 }

@@ -1,13 +1,16 @@
 //! `state-controller check`: validate a policy offline and, when Docker answers, show what
-//! the controller would do to every container there now. Never acts.
+//! the controller would do to every container there now, from the same picture (the
+//! informer's store) and the same decision. Never acts.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use common::decision::{Decision, Plan, decide};
+use common::engine::Engine;
+use common::informer::Informer;
 use common::policy::Policy;
-
-use crate::enforcer::{Decision, decide};
+use common::store::Store;
 
 /// Exit code for an invalid or missing policy, shared with the controller's start-up.
 pub const EXIT_BAD_POLICY: u8 = 2;
@@ -34,57 +37,70 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
     if offline {
         return ExitCode::SUCCESS;
     }
-    let docker =
-        match tokio::time::timeout(Duration::from_secs(5), common::docker::connect(docker_host)).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                println!("Docker not reachable ({e}): only the file was checked.");
-                return ExitCode::SUCCESS;
-            }
-            Err(_) => {
-                println!("Docker did not answer within 5 s: only the file was checked.");
-                return ExitCode::SUCCESS;
-            }
-        };
-    let containers = match common::informer::fetch_all(&docker, scope).await {
-        Ok(c) => c,
+    let engine = match common::engine::HttpEngine::new(docker_host) {
+        Ok(e) => e.with_timeout(Duration::from_secs(5)),
         Err(e) => {
-            println!("cannot list containers ({e}): only the file was checked.");
+            println!("Docker not reachable ({e}): only the file was checked.");
             return ExitCode::SUCCESS;
         }
     };
+    if let Err(e) = engine.ping().await {
+        println!("Docker not reachable ({e}): only the file was checked.");
+        return ExitCode::SUCCESS;
+    }
+    // The same picture the controller works from: the informer's store after its first list.
+    let store = Store::new();
+    let informer = Informer::new(
+        common::informer::Config {
+            label_selector: scope.map(str::to_string),
+            ..Default::default()
+        },
+        store.clone(),
+        engine.clone(),
+    );
+    let task = tokio::spawn(informer.run());
+    let synced = tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await;
+    task.abort();
+    if synced.is_err() {
+        println!("Docker did not give the list of containers within 30 s: only the file was checked.");
+        return ExitCode::SUCCESS;
+    }
+    let containers = store.list();
     // Run as `check` we are not inside the controller's container: spare by image only if
     // we do run inside one.
-    let me = common::docker::identity(&docker).await;
+    let me = common::docker::identity(&engine).await;
     println!(
-        "\n{:<32} {:<40} {:<10} {:<7} WOULD",
+        "\n{:<32} {:<40} {:<10} {:<9} WOULD",
         "CONTAINER", "IMAGE", "STATE", "VERDICT"
     );
     let (mut denied, mut allowed) = (0, 0);
     for c in &containers {
-        let (verdict, would) = match decide(&policy, c, &me) {
-            Decision::NotLive => ("-".to_string(), "nothing (not running)".to_string()),
-            Decision::Spare => ("spare".to_string(), "nothing (dockwarden itself)".to_string()),
+        let d = decide(&policy, c, &me);
+        let would = match &d {
+            Decision::Spare(s) => format!("nothing ({})", s.reason()),
             Decision::Allow(v) => {
                 allowed += 1;
-                ("allow".to_string(), format!("nothing: {}", v.reason))
+                format!("nothing: {}", v.reason)
             }
-            Decision::Deny { verdict, act, audit } => {
+            Decision::Undecided(m) => format!("decided when {m} is known"),
+            Decision::Deny {
+                verdict, plan, audit, ..
+            } => {
                 denied += 1;
-                let what = match (act, audit) {
+                match (plan, audit) {
+                    (Plan::Nothing, _) => format!("nothing (not running): {}", verdict.reason),
                     (_, true) => format!("log only (audit mode): {}", verdict.reason),
-                    (Some(a), false) => format!("{}: {}", a.as_str(), verdict.reason),
-                    (None, false) => format!("{} when it starts: {}", policy.action.as_str(), verdict.reason),
-                };
-                ("deny".to_string(), what)
+                    (Plan::Now(a), false) => format!("{}: {}", a.as_str(), verdict.reason),
+                    (Plan::AtStart(a), false) => format!("{} when it starts: {}", a.as_str(), verdict.reason),
+                }
             }
         };
         println!(
-            "{:<32} {:<40} {:<10} {:<7} {}",
+            "{:<32} {:<40} {:<10} {:<9} {}",
             c.name,
             c.image,
             c.state.as_str(),
-            verdict,
+            d.verdict_name(),
             would
         );
     }

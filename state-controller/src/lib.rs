@@ -2,30 +2,39 @@
 //!
 //! # Layout
 //! - [`config`]: command line and environment.
-//! - [`enforcer`]: the pure `decide()` and the `Enforcer` that acts on every change.
-//! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`.
-//! - [`check`]: the offline `check` subcommand.
+//! - [`enforcer`]: the state machine (notices, policies and results in; commands out) over
+//!   the one decision, [`common::decision::decide`].
+//! - [`executor`]: runs the commands against the engine, writes decision lines, keeps the
+//!   recent ones for `/decisions`.
+//! - [`metrics`]: Prometheus metrics, `/metrics`, `/healthz` and `/decisions`.
+//! - [`check`]: the `check` subcommand.
 //!
-//! [`run`] wires them: the policy reloader, the informer (list + watch), the enforcer and
-//! the metrics endpoint run side by side; if any of them ends, the process ends with an
+//! [`run`] wires them: the policy reloader, the informer (list + watch), the enforcer loop
+//! and the metrics endpoint run side by side; if any of them ends, the process ends with an
 //! error so the orchestrator restarts it.
 
 pub mod check;
 pub mod config;
 pub mod enforcer;
+pub mod executor;
 pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use common::informer::{self, Informer};
+use common::decision::Identity;
+use common::engine::{Engine, HttpEngine};
+use common::informer::{self, Informer, Notice};
+use common::reload::PolicyHandle;
 use common::store::Store;
 use tokio::sync::mpsc;
 
 use crate::enforcer::Enforcer;
+use crate::executor::{Decisions, Executor, Input};
 use crate::metrics::{Endpoint, Metrics};
 
 /// What [`run`] needs.
@@ -53,12 +62,16 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let (policy, reload_task) = common::reload::start(&settings.allowlist).map_err(Failure::BadPolicy)?;
     let loaded = policy.current();
+    let engine = HttpEngine::new(settings.docker_host.as_deref())
+        .context("the Docker host")
+        .map_err(Failure::Other)?;
     tracing::info!(
         path = %settings.allowlist.display(),
         mode = loaded.policy.mode.as_str(),
         action = loaded.policy.action.as_str(),
         rules = loaded.policy.rules.len(),
         scope = settings.scope.as_deref().unwrap_or("every container"),
+        engine = %engine.endpoint(),
         "state-controller starting"
     );
     let listener = tokio::net::TcpListener::bind(settings.metrics_listen)
@@ -67,23 +80,31 @@ pub async fn run(
         .map_err(Failure::Other)?;
 
     let store = Store::new();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let informer = Informer::new(
+    let mut informer = Informer::new(
         informer::Config {
-            docker_host: settings.docker_host.clone(),
             label_selector: settings.scope.clone(),
             ..Default::default()
         },
         store.clone(),
-    )
-    .with_notices(tx);
-    let mut docker_rx = informer.docker();
-    let metrics = std::sync::Arc::new(Metrics::new());
+        engine.clone(),
+    );
+    let notices = informer.notices();
+    let identity: Arc<Mutex<Identity>> = Arc::default();
+    let metrics = Arc::new(Metrics::new(&store, &policy, informer.stats(), identity.clone()));
+    let decisions = Decisions::default();
     let endpoint = Endpoint {
         metrics: metrics.clone(),
         store: store.clone(),
         policy: policy.clone(),
-        informer: informer.stats(),
+        decisions: decisions.clone(),
+    };
+    let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+    let executor = Executor {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        decisions,
+        refresher: informer.refresher(),
+        inputs: inputs_tx,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -91,22 +112,9 @@ pub async fn run(
         let _ = stop_rx.await;
     }));
     let informer_task = tokio::spawn(informer.run());
-
-    // Learn who we are before judging anyone: never act without knowing what to spare.
-    // Notices queue up meanwhile.
-    let docker = loop {
-        if let Some(d) = docker_rx.borrow_and_update().clone() {
-            break d;
-        }
-        if docker_rx.changed().await.is_err() {
-            return Err(Failure::Other(anyhow::anyhow!(
-                "the informer stopped before connecting"
-            )));
-        }
-    };
-    let me = common::docker::identity(&docker).await;
-    let enforcer = Enforcer::new(store, docker_rx, policy, me, metrics);
-    let enforcer_task = tokio::spawn(enforcer.run(rx));
+    let enforcer_task = tokio::spawn(enforce(
+        engine, store, policy, identity, executor, notices, inputs_rx,
+    ));
 
     let result = tokio::select! {
         _ = shutdown => Ok(()),
@@ -121,4 +129,75 @@ pub async fn run(
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     result.map_err(Failure::Other)
+}
+
+/// The enforcer's loop: learn who we are, then feed it notices, policies, results and
+/// retries, and hand what it decides to the executor.
+async fn enforce<E: Engine>(
+    engine: E,
+    store: Store,
+    policy: PolicyHandle,
+    identity: Arc<Mutex<Identity>>,
+    executor: Executor<E>,
+    mut notices: mpsc::Receiver<Notice>,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+) -> anyhow::Result<()> {
+    // Learn who we are before judging anyone: never act without knowing what to spare.
+    // Notices queue up meanwhile (the informer re-lists if they overflow).
+    let me = common::docker::identity(&engine).await;
+    *identity.lock().unwrap_or_else(|e| e.into_inner()) = me.clone();
+    let mut enforcer = Enforcer::new(me);
+    let mut policy_rx = policy.subscribe();
+    policy_rx.mark_unchanged();
+    loop {
+        let commands = tokio::select! {
+            n = notices.recv() => {
+                let Some(n) = n else { anyhow::bail!("the informer stopped sending changes") };
+                let loaded = policy.current();
+                match &n {
+                    Notice::Synced { containers, initial } => {
+                        executor::log_state_list(&store.list(), &loaded, enforcer.identity(), *containers, *initial);
+                    }
+                    Notice::Disconnected { reason } => {
+                        tracing::warn!(%reason, "lost the Docker event stream; enforcement resumes after the re-list");
+                    }
+                    _ => {}
+                }
+                enforcer.on_notice(n, &loaded, informer::now_nano())
+            }
+            changed = policy_rx.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("the policy reloader stopped");
+                }
+                let loaded = policy_rx.borrow_and_update().clone();
+                let containers = store.list();
+                let commands = enforcer.on_policy(&loaded, &containers);
+                let (mut allowed, mut denied) = (0, 0);
+                for c in containers.iter().filter(|c| c.state.is_live()) {
+                    match common::decision::decide(&loaded.policy, c, enforcer.identity()) {
+                        common::decision::Decision::Allow(_) | common::decision::Decision::Spare(_) => allowed += 1,
+                        common::decision::Decision::Deny { .. } => denied += 1,
+                        common::decision::Decision::Undecided(_) => {}
+                    }
+                }
+                tracing::info!(generation = loaded.generation, mode = loaded.policy.mode.as_str(),
+                    action = loaded.policy.action.as_str(), allowed, denied, "new policy applied to every live container");
+                commands
+            }
+            i = inputs.recv() => match i {
+                Some(Input::Result(act, outcome)) => {
+                    executor.finished(&act, &outcome);
+                    enforcer.on_result(&act, outcome)
+                }
+                Some(Input::Retry(id)) => enforcer.on_retry(&id, store.get(&id), &policy.current(), informer::now_nano()),
+                None => anyhow::bail!("the executor's channel closed"),
+            },
+        };
+        executor.execute(commands);
+        *executor.metrics.tally.lock().unwrap_or_else(|e| e.into_inner()) = enforcer.tally.clone();
+        executor
+            .metrics
+            .tracked
+            .store(enforcer.tracked(), std::sync::atomic::Ordering::Relaxed);
+    }
 }

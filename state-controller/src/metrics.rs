@@ -1,180 +1,121 @@
-//! Prometheus metrics and the controller's small HTTP endpoint (`/metrics`, `/healthz`).
-//! Counters kept elsewhere as atomics (informer, reloader) are mirrored at scrape time.
+//! Prometheus metrics and the controller's small HTTP endpoint (`/metrics`, `/healthz`,
+//! `/decisions`). The informer and policy metrics are [`common::metrics::SharedMetrics`],
+//! the same names status-api exports; the controller adds its decisions and actions.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
+use common::decision::{Decision, Identity, Plan, decide};
 use common::informer::Stats as InformerStats;
+use common::metrics::{SharedMetrics, counter, gauge};
 use common::reload::PolicyHandle;
 use common::store::Store;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use warp::Filter;
 
-type Labels = Vec<(&'static str, String)>;
+use crate::enforcer::Tally;
+use crate::executor::Decisions;
 
+type Labels = [(&'static str, &'static str); 2];
+
+/// Counters the executor updates as it goes, and what is read at scrape time.
 pub struct Metrics {
     registry: Registry,
-    decisions: Family<Labels, Counter>,
     actions: Family<Labels, Counter>,
-    /// From the engine's event time to the action's completion, in seconds.
+    /// From what triggered an action (the engine's event, a new policy) to its completion.
     pub latency: Histogram,
     /// Actions on a container name that had been acted on before.
     pub recurring: Counter,
-    pub spared: Counter,
-    reloads: Family<Labels, Counter>,
-    policy_generation: Gauge,
-    containers: Family<Labels, Gauge>,
-    synced: Gauge,
-    events: Counter,
-    reconnects: Counter,
-    relists: Counter,
+    /// The enforcer's tally, mirrored after every step of its loop.
+    pub tally: Arc<Mutex<Tally>>,
+    /// Containers the enforcer holds a record for.
+    pub tracked: Arc<AtomicUsize>,
 }
 
-impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("dockwarden");
-        let decisions = Family::<Labels, Counter>::default();
-        let actions = Family::<Labels, Counter>::default();
-        let latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
-        let recurring = Counter::default();
-        let spared = Counter::default();
-        let reloads = Family::<Labels, Counter>::default();
-        let policy_generation = Gauge::default();
-        let containers = Family::<Labels, Gauge>::default();
-        let synced = Gauge::default();
-        let events = Counter::default();
-        let reconnects = Counter::default();
-        let relists = Counter::default();
-        registry.register("decisions", "Containers judged, by verdict", decisions.clone());
-        registry.register(
-            "actions",
-            "Actions on denied containers, by action and result (ok, error, audit)",
-            actions.clone(),
-        );
-        registry.register(
-            "action_latency_seconds",
-            "From the container's start event to the action's completion",
-            latency.clone(),
-        );
-        registry.register(
-            "recurring",
-            "Actions on a container name that was acted on before: it keeps coming back",
-            recurring.clone(),
-        );
-        registry.register(
-            "spared",
-            "Decisions skipped because the container runs dockwarden's own image",
-            spared.clone(),
-        );
-        registry.register(
-            "policy_reloads",
-            "Policy file reloads, by result (accepted, rejected)",
-            reloads.clone(),
-        );
-        registry.register(
-            "policy_generation",
-            "Generation of the policy in force (1 = loaded at start)",
-            policy_generation.clone(),
-        );
-        registry.register(
-            "containers",
-            "Containers in the picture, by state",
-            containers.clone(),
-        );
-        registry.register(
-            "synced",
-            "1 when the picture is synced with Docker",
-            synced.clone(),
-        );
-        registry.register("docker_events", "Docker events received", events.clone());
-        registry.register(
-            "docker_reconnects",
-            "Breaks of the Docker event stream",
-            reconnects.clone(),
-        );
-        registry.register(
-            "docker_relists",
-            "Full re-lists of the containers",
-            relists.clone(),
-        );
-        Metrics {
-            registry,
-            decisions,
-            actions,
-            latency,
-            recurring,
-            spared,
-            reloads,
-            policy_generation,
-            containers,
-            synced,
-            events,
-            reconnects,
-            relists,
-        }
-    }
+/// What is computed at scrape time.
+struct Scrape {
+    store: Store,
+    policy: PolicyHandle,
+    identity: Arc<Mutex<Identity>>,
+    tally: Arc<Mutex<Tally>>,
+    tracked: Arc<AtomicUsize>,
+}
 
-    pub fn decision(&self, verdict: &'static str) {
-        self.decisions
-            .get_or_create(&vec![("verdict", verdict.to_string())])
-            .inc();
-    }
-
-    pub fn action(&self, action: &'static str, result: &'static str) {
-        self.actions
-            .get_or_create(&vec![
-                ("action", action.to_string()),
-                ("result", result.to_string()),
-            ])
-            .inc();
-    }
-
-    /// Brings the mirrored values up to date and renders the exposition text.
-    pub fn render(&self, store: &Store, policy: &PolicyHandle, informer: &InformerStats) -> String {
-        let mirror = |c: &Counter, v: u64| {
-            let cur = c.get();
-            if v > cur {
-                c.inc_by(v - cur);
-            }
-        };
-        mirror(
-            &self.reloads.get_or_create(&vec![("result", "accepted".into())]),
-            policy.stats.accepted.load(Relaxed),
-        );
-        mirror(
-            &self.reloads.get_or_create(&vec![("result", "rejected".into())]),
-            policy.stats.rejected.load(Relaxed),
-        );
-        mirror(&self.events, informer.events.load(Relaxed));
-        mirror(&self.reconnects, informer.reconnects.load(Relaxed));
-        mirror(&self.relists, informer.relists.load(Relaxed));
-        self.policy_generation
-            .set(i64::try_from(policy.current().generation).unwrap_or(i64::MAX));
-        self.synced.set(i64::from(store.is_ready()));
-        self.containers.clear();
-        for c in store.list() {
-            self.containers
-                .get_or_create(&vec![("state", c.state.as_str().to_string())])
-                .inc();
-        }
-        let mut out = String::new();
-        if let Err(e) = encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "cannot encode metrics");
-        }
-        out
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scrape").finish_non_exhaustive()
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let t = self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let decisions = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        for (verdict, n) in [("allow", t.allow), ("deny", t.deny), ("spare", t.spare)] {
+            decisions.get_or_create(&[("verdict", verdict)]).inc_by(n);
+        }
+        let m = enc.encode_descriptor(
+            "dockwarden_decisions",
+            "Containers judged, by verdict (once per container and policy generation)",
+            None,
+            decisions.metric_type(),
+        )?;
+        decisions.encode(m)?;
+        counter(
+            &mut enc,
+            "dockwarden_spared",
+            "Containers spared as dockwarden's own",
+            t.spare,
+        )?;
+        counter(
+            &mut enc,
+            "dockwarden_unjudgeable_denied",
+            "Containers denied because their metadata could not be read",
+            t.unjudgeable,
+        )?;
+        counter(
+            &mut enc,
+            "dockwarden_action_retries",
+            "Retries of failed actions",
+            t.retries,
+        )?;
+        gauge(
+            &mut enc,
+            "dockwarden_enforcer_tracked",
+            "Containers the enforcer holds a record for",
+            self.tracked.load(Relaxed) as i64,
+        )?;
+        let loaded = self.policy.current();
+        let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let denied = self
+            .store
+            .list()
+            .iter()
+            .filter(|c| {
+                matches!(
+                    decide(&loaded.policy, c, &me),
+                    Decision::Deny {
+                        plan: Plan::Now(_) | Plan::AtStart(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        gauge(
+            &mut enc,
+            "dockwarden_denied_live",
+            "Live containers the policy in force denies (in enforce mode they are being acted on; in audit mode they run)",
+            denied as i64,
+        )
     }
 }
 
@@ -184,32 +125,90 @@ pub struct Endpoint {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub policy: PolicyHandle,
-    pub informer: Arc<InformerStats>,
+    pub decisions: Decisions,
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    ep: Endpoint,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+impl Metrics {
+    pub fn new(
+        store: &Store,
+        policy: &PolicyHandle,
+        informer: Arc<InformerStats>,
+        identity: Arc<Mutex<Identity>>,
+    ) -> Self {
+        let mut registry = Registry::default();
+        let actions = Family::<Labels, Counter>::default();
+        let latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let recurring = Counter::default();
+        registry.register(
+            "dockwarden_actions",
+            "Actions on denied containers, by action and result (ok, error, audit: what audit mode would have done)",
+            actions.clone(),
+        );
+        registry.register(
+            "dockwarden_action_latency_seconds",
+            "From what triggered an action (the container's event, a new policy) to its completion",
+            latency.clone(),
+        );
+        registry.register(
+            "dockwarden_recurring",
+            "Actions on a container name that was acted on before: it keeps coming back",
+            recurring.clone(),
+        );
+        let tally: Arc<Mutex<Tally>> = Arc::default();
+        let tracked: Arc<AtomicUsize> = Arc::default();
+        registry.register_collector(Box::new(SharedMetrics {
+            store: store.clone(),
+            informer,
+            policy: Some(policy.clone()),
+        }));
+        registry.register_collector(Box::new(Scrape {
+            store: store.clone(),
+            policy: policy.clone(),
+            identity,
+            tally: tally.clone(),
+            tracked: tracked.clone(),
+        }));
+        Metrics {
+            registry,
+            actions,
+            latency,
+            recurring,
+            tally,
+            tracked,
+        }
+    }
+
+    pub fn action(&self, action: &'static str, result: &'static str) {
+        self.actions
+            .get_or_create(&[("action", action), ("result", result)])
+            .inc();
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// `GET /metrics`, `GET /healthz`, `GET /decisions[?container=]`.
+pub fn routes(ep: Endpoint) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let with = warp::any().map(move || ep.clone());
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with.clone())
         .map(|ep: Endpoint| {
-            let body = ep.metrics.render(&ep.store, &ep.policy, &ep.informer);
-            warp::reply::with_header(
-                body,
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
+            warp::reply::with_header(ep.metrics.render(), "content-type", common::metrics::CONTENT_TYPE)
         });
     // Liveness: answers while the process serves. Whether Docker is reachable is in the
-    // body (and in dockwarden_synced), not in the status: a restart would not fix Docker.
+    // body (and in dockwarden_informer_synced), not in the status: a restart would not fix
+    // Docker.
     let healthz = warp::path!("healthz")
         .and(warp::get())
-        .and(with)
+        .and(with.clone())
         .map(|ep: Endpoint| {
             warp::reply::json(&serde_json::json!({
                 "status": "ok",
@@ -217,15 +216,34 @@ pub async fn serve(
                 "policy_generation": ep.policy.current().generation,
             }))
         });
-    let routes = metrics.or(healthz).recover(|_r: warp::Rejection| async {
+    let decisions = warp::path!("decisions")
+        .and(warp::get())
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .and(with)
+        .map(|q: std::collections::HashMap<String, String>, ep: Endpoint| {
+            let filter = q.get("container").map(String::as_str).filter(|s| !s.is_empty());
+            warp::reply::json(&serde_json::json!({
+                "capacity": crate::executor::DECISIONS_KEPT,
+                "decisions": ep.decisions.list(filter),
+            }))
+        });
+    metrics.or(healthz).or(decisions).recover(|_r: warp::Rejection| async {
         Ok::<_, Infallible>(warp::reply::with_status(
             warp::reply::json(
-                &serde_json::json!({"error": "not_found", "message": "try /metrics or /healthz"}),
+                &serde_json::json!({"error": "not_found", "message": "try /metrics, /healthz or /decisions"}),
             ),
             warp::http::StatusCode::NOT_FOUND,
         ))
-    });
-    warp::serve(routes)
+    })
+}
+
+/// Serves [`routes`] on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ep: Endpoint,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(ep))
         .incoming(listener)
         .graceful(shutdown)
         .run()

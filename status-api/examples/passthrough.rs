@@ -19,7 +19,8 @@ use anyhow::Context;
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use clap::Parser;
-use common::container::{Container, ImageFacts};
+use common::container::Container;
+use common::engine::{Engine, HttpEngine};
 use futures_util::StreamExt;
 use status_api::models::{ContainerList, ContainerView};
 use warp::Filter;
@@ -43,6 +44,7 @@ struct Args {
 
 struct Baseline {
     docker: Docker,
+    engine: HttpEngine,
     scope: Option<String>,
 }
 
@@ -60,16 +62,15 @@ impl Baseline {
 
     /// list + inspect, as status-api would have to without its picture.
     async fn containers(&self) -> anyhow::Result<Vec<Container>> {
-        let listed = self
-            .docker
-            .list_containers(Some(self.list_options()))
+        let ids = self
+            .engine
+            .list(self.scope.as_deref())
             .await
             .context("list containers")?;
-        let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
         let inspected: Vec<Option<Container>> = futures_util::stream::iter(ids)
             .map(|id| async move {
-                let resp = self.docker.inspect_container(&id, None).await.ok()?;
-                Container::from_inspect(resp, &ImageFacts::default()).ok()
+                let resp = self.engine.inspect(&id).await.ok()?;
+                Container::from_inspect(&resp, None).ok()
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -117,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let docker = common::docker::connect(args.docker_host.as_deref()).await?;
     let state = Arc::new(Baseline {
         docker,
+        engine: HttpEngine::new(args.docker_host.as_deref())?,
         scope: args.scope,
     });
     let with = {

@@ -451,16 +451,9 @@ mod tests {
             image: "evil\"><script>x</script>".into(),
             image_id: "sha256:1".into(),
             state: State::Running,
-            created: String::new(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
             health: Some("unhealthy".into()),
-            restart_count: 0,
-            ports: vec![],
             labels: BTreeMap::from([("k".to_string(), "<b>v</b>".to_string())]),
-            image_tags: vec![],
-            image_digests: vec![],
+            ..Default::default()
         };
         let verdict = common::policy::Verdict {
             allowed: false,

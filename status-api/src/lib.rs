@@ -38,6 +38,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use bollard::Docker;
 use common::docker::Identity;
+use common::engine::HttpEngine;
 use common::informer::{self, Informer};
 use common::reload::PolicyHandle;
 use common::store::Store;
@@ -149,18 +150,9 @@ impl AppState {
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) = me;
     }
 
-    /// Learns this process's own container and image from the first Docker connection.
-    async fn learn_identity(self) {
-        let mut rx = self.docker.clone();
-        let docker = loop {
-            if let Some(d) = rx.borrow_and_update().clone() {
-                break d;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        };
-        self.set_identity(common::docker::identity(&docker).await);
+    /// Learns this process's own container and image (retrying until the engine answers).
+    async fn learn_identity(self, engine: HttpEngine) {
+        self.set_identity(common::docker::identity(&engine).await);
     }
 }
 
@@ -168,7 +160,8 @@ impl AppState {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
-    informer: Informer,
+    informer: Informer<HttpEngine>,
+    engine: HttpEngine,
     reload: Option<tokio::task::JoinHandle<()>>,
     config: Config,
 }
@@ -187,20 +180,23 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let store = Store::new();
+    let engine = HttpEngine::new(config.docker_host.as_deref()).context("the Docker host")?;
     let informer = Informer::new(
         informer::Config {
-            docker_host: config.docker_host.clone(),
             label_selector: config.scope.clone(),
             ..Default::default()
         },
         store.clone(),
+        engine.clone(),
     );
     let token = config.token.as_deref().and_then(Token::new);
-    let state = AppState::new(store, policy, informer.docker(), informer.stats(), token);
+    let docker = common::docker::connect_in_background(config.docker_host.clone());
+    let state = AppState::new(store, policy, docker, informer.stats(), token);
     Ok(Server {
         listener,
         state,
         informer,
+        engine,
         reload,
         config,
     })
@@ -228,6 +224,7 @@ impl Server {
             listener,
             state,
             informer,
+            engine,
             reload,
             config,
         } = self;
@@ -238,7 +235,7 @@ impl Server {
             state.docker.clone(),
             config.stats_interval,
         ));
-        let identity_task = tokio::spawn(state.clone().learn_identity());
+        let identity_task = tokio::spawn(state.clone().learn_identity(engine));
         let mut reload_task = reload;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = warp::serve(filters::routes(state.clone()))

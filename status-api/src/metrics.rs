@@ -1,21 +1,21 @@
 //! `/metrics` in OpenMetrics text (prometheus-client): requests by route, method and status,
-//! their latency, and, read at scrape time, containers by state, the informer's and the
-//! policy reloader's counters and the resource collector's rounds.
+//! their latency, and, read at scrape time, the informer and policy metrics under the names
+//! both binaries share ([`common::metrics::SharedMetrics`]), the resource collector's rounds
+//! and the denied containers.
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 
-use common::container::State;
 use common::docker::Identity;
 use common::informer::Stats as InformerStats;
+use common::metrics::{counter, gauge};
 use common::reload::PolicyHandle;
 use common::store::Store;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -57,20 +57,25 @@ pub struct Sources {
 
 impl Metrics {
     pub fn new(sources: Sources) -> Metrics {
-        let mut registry = Registry::with_prefix("status_api");
+        let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
-            "http_requests",
+            "status_api_http_requests",
             "HTTP requests answered, by route, method and status",
             requests.clone(),
         );
         let durations: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_25, 2.0, 16)));
         registry.register(
-            "http_request_duration_seconds",
+            "status_api_http_request_duration_seconds",
             "Time to answer an HTTP request, by route",
             durations.clone(),
         );
+        registry.register_collector(Box::new(common::metrics::SharedMetrics {
+            store: sources.store.clone(),
+            informer: sources.informer.clone(),
+            policy: sources.policy.clone(),
+        }));
         registry.register_collector(Box::new(sources));
         Metrics {
             registry,
@@ -139,124 +144,41 @@ impl fmt::Debug for Sources {
     }
 }
 
-const STATES: [State; 8] = [
-    State::Created,
-    State::Running,
-    State::Paused,
-    State::Restarting,
-    State::Removing,
-    State::Exited,
-    State::Dead,
-    State::Unknown,
-];
-
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
-    let c = ConstCounter::new(v);
-    let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
-    c.encode(m)
-}
-
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> fmt::Result {
-    let g = ConstGauge::new(v);
-    let m = enc.encode_descriptor(name, help, None, g.metric_type())?;
-    g.encode(m)
-}
-
 impl Collector for Sources {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let containers = self.store.list();
-        let by_state = Family::<[(&'static str, &'static str); 1], Gauge>::default();
-        for s in STATES {
-            let n = containers.iter().filter(|c| c.state == s).count();
-            by_state.get_or_create(&[("state", s.as_str())]).set(n as i64);
-        }
-        let m = enc.encode_descriptor(
-            "containers",
-            "Containers in the picture, by state",
-            None,
-            by_state.metric_type(),
-        )?;
-        by_state.encode(m)?;
-        gauge(
-            &mut enc,
-            "synced",
-            "1 while the picture is synced with Docker",
-            i64::from(self.store.is_ready()),
-        )?;
-        let i = &self.informer;
-        counter(
-            &mut enc,
-            "informer_events",
-            "Docker events received",
-            i.events.load(Relaxed),
-        )?;
-        counter(
-            &mut enc,
-            "informer_reconnects",
-            "Breaks of the Docker event stream",
-            i.reconnects.load(Relaxed),
-        )?;
-        counter(
-            &mut enc,
-            "informer_relists",
-            "Full re-lists applied",
-            i.relists.load(Relaxed),
-        )?;
-        counter(
-            &mut enc,
-            "informer_inspect_errors",
-            "Failed container inspects",
-            i.inspect_errors.load(Relaxed),
-        )?;
         let r = &self.resources;
         counter(
             &mut enc,
-            "resource_rounds",
+            "status_api_resource_rounds",
             "Resource collection rounds",
             r.rounds.load(Relaxed),
         )?;
         counter(
             &mut enc,
-            "resource_errors",
+            "status_api_resource_errors",
             "Failed stats calls",
             r.errors.load(Relaxed),
         )?;
         gauge(
             &mut enc,
-            "resource_last_round_microseconds",
+            "status_api_resource_last_round_microseconds",
             "Duration of the last resource collection round",
             i64::try_from(r.last_round_micros.load(Relaxed)).unwrap_or(i64::MAX),
         )?;
         if let Some(p) = &self.policy {
             let loaded = p.current();
-            gauge(
-                &mut enc,
-                "policy_generation",
-                "Generation of the allowlist in force (1 = loaded at start)",
-                i64::try_from(loaded.generation).unwrap_or(i64::MAX),
-            )?;
             let me = self.identity.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let denied = containers
+            let denied = self
+                .store
+                .list()
                 .iter()
                 .filter(|c| !crate::models::verdict(&loaded.policy, c, &me).allowed)
                 .count();
             gauge(
                 &mut enc,
-                "containers_denied",
+                "status_api_containers_denied",
                 "Containers the allowlist in force does not allow",
                 denied as i64,
-            )?;
-            counter(
-                &mut enc,
-                "policy_reloads_accepted",
-                "Allowlist reloads applied",
-                p.stats.accepted.load(Relaxed),
-            )?;
-            counter(
-                &mut enc,
-                "policy_reloads_rejected",
-                "Allowlist reloads refused (the last good one stayed)",
-                p.stats.rejected.load(Relaxed),
             )?;
         }
         Ok(())
@@ -296,11 +218,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"status_api_containers{state="running"} 0"#),
+            text.contains(r#"dockwarden_containers{state="running"} 0"#),
             "{text}"
         );
-        assert!(text.contains("status_api_informer_events_total 0"), "{text}");
-        assert!(text.contains("status_api_synced 0"), "{text}");
+        assert!(text.contains("dockwarden_informer_events_total 0"), "{text}");
+        assert!(text.contains("dockwarden_informer_synced 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use common::container::{Container, Port, State};
-use common::docker::Identity;
+use common::decision::{Decision, Identity, decide};
 use common::policy::{Policy, Verdict};
 use serde::Serialize;
 
@@ -78,22 +78,29 @@ pub struct VerdictView {
     pub spared: bool,
 }
 
-/// The verdict as the controller acts on it: the policy's, except that dockwarden's own
-/// containers (this process's container, or any of its image) are never denied.
+/// The verdict as the controller acts on it, from the one decision
+/// ([`common::decision::decide`]): dockwarden's own containers are spared (reported as
+/// allowed, `spared: true`); a container whose stored facts cannot settle the policy is
+/// reported as not allowed, with the reason saying what is not known yet.
 pub fn verdict(policy: &Policy, c: &Container, me: &Identity) -> Verdict {
-    let v = policy.evaluate(c);
-    if v.allowed || !me.is_self(c) {
-        return v;
-    }
-    Verdict {
-        allowed: true,
-        rule: None,
-        reason: SPARED.to_string(),
+    match decide(policy, c, me) {
+        Decision::Allow(v) => v,
+        Decision::Spare(s) => Verdict {
+            allowed: true,
+            rule: None,
+            reason: format!("{SPARED}: {}", s.reason()),
+        },
+        Decision::Deny { verdict, .. } => verdict,
+        Decision::Undecided(missing) => Verdict {
+            allowed: false,
+            rule: None,
+            reason: format!("undecided: {missing} not known yet (being inspected again)"),
+        },
     }
 }
 
-/// The reason given for a spared container.
-pub const SPARED: &str = "spared: dockwarden's own image, never acted on whatever the allowlist says";
+/// The reason given for a spared container starts with this.
+pub const SPARED: &str = "spared: never acted on whatever the allowlist says";
 
 /// Every error: `{"error": "<code>", "message": "<what and why>"}`.
 #[derive(Debug, Serialize)]
@@ -131,7 +138,7 @@ impl From<&Sample> for ResourcesView {
 impl From<Verdict> for VerdictView {
     fn from(v: Verdict) -> Self {
         VerdictView {
-            spared: v.allowed && v.rule.is_none() && v.reason == SPARED,
+            spared: v.allowed && v.rule.is_none() && v.reason.starts_with(SPARED),
             allowed: v.allowed,
             rule: v.rule,
             reason: v.reason,
@@ -176,6 +183,7 @@ mod tests {
             image: "dockwarden:local".into(),
             image_id: image_id.into(),
             state: State::Running,
+            path: "/status-api".into(),
             ..Default::default()
         }
     }
@@ -186,6 +194,7 @@ mod tests {
         let me = Identity {
             container_id: Some("self".into()),
             image_id: Some("sha256:dw".into()),
+            image_names: vec![],
         };
         let sibling = verdict(&policy, &container("other", "sha256:dw"), &me);
         assert!(sibling.allowed && sibling.rule.is_none(), "{sibling:?}");
@@ -199,5 +208,11 @@ mod tests {
         assert!(json.get("spared").is_none(), "only present when true: {json}");
         let nobody = verdict(&policy, &container("self", "sha256:dw"), &Identity::default());
         assert!(!nobody.allowed, "outside a container nothing is spared");
+        let mut shell = container("other", "sha256:dw");
+        shell.path = "/bb/busybox".into();
+        assert!(
+            !verdict(&policy, &shell, &me).allowed,
+            "anything else in our image is judged"
+        );
     }
 }

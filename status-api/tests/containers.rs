@@ -241,13 +241,13 @@ async fn allowed_follows_the_policy_and_its_reload() {
     .await
     .unwrap();
     let metrics = api.get("/metrics").await.body;
-    assert!(metrics.contains("status_api_policy_generation 2"), "{metrics}");
+    assert!(metrics.contains("dockwarden_policy_generation 2"), "{metrics}");
 
     // An invalid file is refused: the last good policy stays.
     dir.replace("allowlist.toml", "[[allow]]\nnmae = \"x\"\n");
     eventually(Duration::from_secs(5), "the invalid file refused", || async {
         let m = api.get("/metrics").await.body;
-        m.contains("status_api_policy_reloads_rejected_total 1")
+        m.contains("dockwarden_policy_reloads_total{result=\"rejected\"} 1")
             .then_some(())
     })
     .await

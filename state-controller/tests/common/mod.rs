@@ -554,3 +554,155 @@ impl Drop for PrivateEngine {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs the Docker CLI; its stdout, trimmed, or an error with its stderr.
+pub fn docker_cli(args: &[&str]) -> Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("running the docker CLI")?;
+    if !out.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Waits until the container's state is `want` (`None`: gone).
+pub async fn wait_state(docker: &Docker, id: &str, want: Option<&str>, within: Duration) -> Result<()> {
+    testkit::eventually(within, &format!("{id} to be {want:?}"), || async {
+        (testkit::state_of(docker, id).await.as_deref() == want).then_some(())
+    })
+    .await
+}
+
+/// A Unix-socket proxy in front of the shared engine that answers HTTP 500 to the first
+/// `failures` requests whose request line contains `needle`, and forwards everything else
+/// untouched: engine faults on demand (a failing kill) with the real engine behind.
+pub struct FaultProxy {
+    pub host: String,
+    pub injected: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(socket: &Path, needle: &str, failures: usize) -> FaultProxy {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let injected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, needle) = (injected.clone(), needle.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (count, needle) = (count.clone(), needle.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if line.contains(&needle) && count.fetch_add(1, SeqCst) < failures {
+                        let body = "{\"message\":\"injected by the test's fault proxy\"}";
+                        let resp = format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = client.write_all(resp.as_bytes()).await;
+                        return;
+                    }
+                    let Ok(mut upstream) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    if upstream.write_all(&head).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        FaultProxy {
+            host: format!("unix://{}", socket.display()),
+            injected,
+            task,
+        }
+    }
+
+    /// Requests answered with the injected error so far.
+    pub fn injected(&self) -> usize {
+        self.injected.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A private image registry (Debian's `docker-registry`) on a loopback port, so images get
+/// repo digests for real. Killed (by its PID) and its storage removed on drop.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    _dir: TempDir,
+}
+
+impl Registry {
+    pub async fn start(name: &str) -> Result<Registry> {
+        let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .context(
+                "Debian's docker-registry is not installed (apt-get install docker-registry; .ci/run does)",
+            )?;
+        let dir = TempDir::new(name);
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\nlog:\n  level: warn\n",
+            dir.path("data").display()
+        );
+        std::fs::write(dir.path("config.yml"), config)?;
+        let log = std::fs::File::create(dir.path("registry.log"))?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(dir.path("config.yml"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting docker-registry")?;
+        let r = Registry {
+            child,
+            addr: format!("localhost:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("docker-registry did not listen on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(r)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
