@@ -17,10 +17,13 @@
 #   - DOCKWARDEN_SCOPE=dwtest.scope=dwtest-firstrun-PID, and a compose override (COMPOSE_FILE)
 #     that puts this label on the two dockwarden containers only: the controller governs
 #     nothing else on this engine, but does govern its own containers (step 5 tests sparing);
-#   - CARGO_TARGET_DIR is this checkout's target/ (unless set): the clone compiles its own
-#     sources there, reusing the compiled crates.io dependencies, instead of a cold build of
-#     5-10 minutes. Cargo then rebuilds this checkout's crates from the clone's files, so on
-#     exit the files this checkout changed against HEAD are touched: its next build sees them.
+#   - CARGO_TARGET_DIR is this checkout's target/ (unless set), and the clone's files that are
+#     byte-identical to this checkout's take their modification times: cargo finds the crates
+#     scripts/test.sh has just compiled fresh and compiles nothing again (a cold build takes
+#     5-10 minutes here). A file missing from the commit, or changed since, is still compiled
+#     from the clone; then, on exit, the files this checkout changed since HEAD are touched so
+#     that its own next build compiles them again. DWTEST_FIRSTRUN_COLD=1: a cold build in
+#     the clone's own target/ instead, as a user's first run (removed on exit).
 # Everything it creates is removed on exit, pass or fail; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +36,8 @@ NAME="dwtest-firstrun-$ID"
 export COMPOSE_PROJECT_NAME="$NAME"
 export DOCKWARDEN_IMAGE="$NAME/dockwarden:local"
 export DOCKWARDEN_SCOPE="dwtest.scope=$NAME"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+COLD=${DWTEST_FIRSTRUN_COLD:-0}
+if [ "$COLD" = 1 ]; then unset CARGO_TARGET_DIR; else export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"; fi
 # As a new user: none of the deployment's settings but the ones above.
 unset DOCKWARDEN_CONFIG_DIR DOCKWARDEN_DOCKERFILE DOCKWARDEN_USER DOCKER_GID DOCKWARDEN_LOG_FORMAT STATUS_API_TOKEN
 TMP=$(mktemp -d "/tmp/$NAME.XXXXXX")
@@ -49,7 +53,7 @@ source scripts/lib/e2e.sh
 # The clone's build rewrote this checkout's crates in the shared target/ from HEAD's sources;
 # files changed since HEAD must look newer than that build, or cargo would keep HEAD's.
 retouch_changed() {
-  [ "$CARGO_TARGET_DIR" = "$REPO/target" ] || return 0
+  [ "${CARGO_TARGET_DIR:-}" = "$REPO/target" ] || return 0
   git -C "$REPO" diff --name-only -z HEAD | (cd "$REPO" && xargs -0r touch -c --)
   git -C "$REPO" ls-files -z --others --exclude-standard | (cd "$REPO" && xargs -0r touch -c --)
 }
@@ -82,10 +86,17 @@ git -C "$CLONE" checkout -q --detach "$HEAD"
 [ -z "$(git status --porcelain --untracked-files=no)" ] || log "note: uncommitted changes here are not in the clone (HEAD $HEAD)"
 cd "$CLONE"
 [ ! -e target ] || fail "the fresh clone has a target/ already"
+if [ "$COLD" != 1 ]; then
+  same=0
+  while IFS= read -r -d '' f; do
+    if cmp -s "$REPO/$f" "$f"; then touch -r "$REPO/$f" "$f"; same=$((same + 1)); fi
+  done < <(git ls-files -z)
+  log "$same files identical to this checkout's got its modification times (cargo reuses its build)"
+fi
 printf 'services:\n  state-controller:\n    labels: ["%s"]\n  status-api:\n    labels: ["%s"]\n' \
   "$DOCKWARDEN_SCOPE" "$DOCKWARDEN_SCOPE" >"$TMP/scope-labels.yml"
 export DOCKWARDEN_API_PORT; DOCKWARDEN_API_PORT=$(free_port)
-log "cloned ${HEAD:0:12} into $CLONE (project $NAME, port $DOCKWARDEN_API_PORT, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+log "cloned ${HEAD:0:12} into $CLONE (project $NAME, port $DOCKWARDEN_API_PORT, CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-unset, the clone builds in its own target/})"
 
 # --- 1. the README's command -------------------------------------------------------------------
 log "README command: $FIRST_RUN"
