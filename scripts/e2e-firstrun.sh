@@ -86,6 +86,8 @@ git -C "$CLONE" checkout -q --detach "$HEAD"
 [ -z "$(git status --porcelain --untracked-files=no)" ] || log "note: uncommitted changes here are not in the clone (HEAD $HEAD)"
 cd "$CLONE"
 [ ! -e target ] || fail "the fresh clone has a target/ already"
+export DOCKWARDEN_API_PORT; DOCKWARDEN_API_PORT=$(free_port)
+log "cloned ${HEAD:0:12} into $CLONE (project $NAME, port $DOCKWARDEN_API_PORT, CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-unset, the clone builds in its own target/})"
 if [ "$COLD" != 1 ]; then
   same=0
   while IFS= read -r -d '' f; do
@@ -95,8 +97,6 @@ if [ "$COLD" != 1 ]; then
 fi
 printf 'services:\n  state-controller:\n    labels: ["%s"]\n  status-api:\n    labels: ["%s"]\n' \
   "$DOCKWARDEN_SCOPE" "$DOCKWARDEN_SCOPE" >"$TMP/scope-labels.yml"
-export DOCKWARDEN_API_PORT; DOCKWARDEN_API_PORT=$(free_port)
-log "cloned ${HEAD:0:12} into $CLONE (project $NAME, port $DOCKWARDEN_API_PORT, CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-unset, the clone builds in its own target/})"
 
 # --- 1. the README's command -------------------------------------------------------------------
 log "README command: $FIRST_RUN"
@@ -118,7 +118,7 @@ state_line() { controller_logs | grep ' state ' | filter "container=$1" "$2" >/d
 wait_for 20 "controller log: state list synced with Docker" synced_logged
 wait_for 10 "controller log: state line $SC verdict=spare" state_line "$SC" "verdict=spare"
 wait_for 10 "controller log: state line $API verdict=spare" state_line "$API" "verdict=spare"
-controller_logs | grep -E 'state list synced|  state ' | head -4 | sed 's/^/    /'
+controller_logs | grep -E 'state list synced| state container=' | head -3 | sed 's/^/    /'
 
 # --- 4. again: nothing changes -----------------------------------------------------------------
 ids_before=$(docker-compose ps -q | sort)
