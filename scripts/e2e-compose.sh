@@ -40,6 +40,7 @@ source scripts/lib/e2e.sh
 cleanup() {
   local rc=$?
   set +e
+  restore_stdio
   if [ "$rc" != 0 ]; then
     log "failed (rc=$rc); last logs:"
     docker-compose logs --no-color --tail=60 2>/dev/null | sed 's/^/    /'

@@ -61,6 +61,7 @@ retouch_changed() {
 cleanup() {
   local rc=$?
   set +e
+  restore_stdio
   if [ -d "$CLONE" ]; then
     cd "$CLONE"
     if [ "$rc" != 0 ]; then

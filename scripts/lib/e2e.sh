@@ -4,6 +4,10 @@
 # shellcheck shell=bash
 
 T0=$(date +%s%N)
+# The script's own stdout and stderr, for its cleanup trap: a signal can end the script inside
+# a function whose output is redirected (wait_for's checks go to /dev/null).
+exec 3>&1 4>&2
+restore_stdio() { exec 1>&3 2>&4; }
 log() { local ms=$(( ($(date +%s%N) - T0) / 1000000 )); printf '[%s %4d.%ds] %s\n' "$E2E_TAG" $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
 fail() { log "FAIL: $*"; exit 1; }
 
