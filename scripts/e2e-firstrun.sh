@@ -81,7 +81,7 @@ require_engine
 grep -qxF "$FIRST_RUN" README.md || fail "README.md no longer shows the first-run command $FIRST_RUN on a line of its own"
 
 # --- 0. a fresh clone --------------------------------------------------------------------------
-HEAD=$(git rev-parse HEAD)
+HEAD=$(git rev-parse --verify -q HEAD) || fail "$REPO is not a git checkout with a commit: the first-run test clones it"
 git clone -q --no-hardlinks "$REPO" "$CLONE"
 git -C "$CLONE" checkout -q --detach "$HEAD"
 [ -z "$(git status --porcelain --untracked-files=no)" ] || log "note: uncommitted changes here are not in the clone (HEAD $HEAD)"
