@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end check of the deployment (issue 4, acceptance 1 and 2): does on this machine what
-# the README's "Run it" tells a user, and checks what the user should then see.
+# End-to-end check of the deployment (issue 4, acceptance 1 and 2): does on this machine the
+# two steps the README's first-run command (scripts/up.sh) takes, checks what the user should
+# then see, then audit, enforce and policy edits. (scripts/e2e-firstrun.sh runs the command
+# itself on a fresh clone.)
 #
 #   1. bash scripts/build-static.sh; docker-compose up -d --build   (the no-registry image path)
 #   2. both services healthy; the image is under 25 MB
@@ -21,8 +23,6 @@ cd "$(dirname "$0")/.."
 
 ID=$$
 export COMPOSE_PROJECT_NAME="dwtest-e2e-$ID"
-# A repository path ending in /dockwarden, so that the shipped rule image = "*/dockwarden:*"
-# applies to it as it does to the default dockwarden:local.
 export DOCKWARDEN_IMAGE="dwtest-e2e-$ID/dockwarden:local"
 export DOCKWARDEN_SCOPE="dwtest.scope=e2e-$ID"
 SLEEPER="dwtest-e2e-$ID-sleeper:local"
@@ -33,66 +33,30 @@ TMP=$(mktemp -d "/tmp/dwtest-e2e-$ID.XXXXXX")
 export DOCKWARDEN_CONFIG_DIR="$TMP/config"
 MAX_IMAGE_BYTES=25000000           # 25 MB, as `docker images` counts
 
-T0=$(date +%s%N)
-log() { local ms=$(( ($(date +%s%N) - T0) / 1000000 )); printf '[e2e %4d.%ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
-fail() { log "FAIL: $*"; exit 1; }
+E2E_TAG=e2e
+# shellcheck source=scripts/lib/e2e.sh
+source scripts/lib/e2e.sh
 
 cleanup() {
   local rc=$?
   set +e
+  restore_stdio
   if [ "$rc" != 0 ]; then
     log "failed (rc=$rc); last logs:"
     docker-compose logs --no-color --tail=60 2>/dev/null | sed 's/^/    /'
   fi
-  docker-compose down --remove-orphans -t 5 >/dev/null 2>&1
   docker rm -f "$C_DENIED" "$C_LATE" "$C_OK" >/dev/null 2>&1
-  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-  docker network rm "${COMPOSE_PROJECT_NAME}_default" >/dev/null 2>&1
-  docker rmi -f "$DOCKWARDEN_IMAGE" "$SLEEPER" >/dev/null 2>&1
+  remove_project "$DOCKWARDEN_IMAGE" "$SLEEPER"
   rm -rf "$TMP"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-command -v docker-compose >/dev/null || fail "docker-compose is not installed"
-docker info >/dev/null 2>&1 || fail "no Docker Engine answers"
+require_engine
 
-# wait_for SECONDS WHAT CMD...: retries CMD every 0.25 s until it succeeds or time runs out.
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${secs}s waiting for: $what"
-    sleep 0.25
-  done
-  log "ok: $what"
-}
-state() { docker inspect -f '{{.State.Status}}' "$1" 2>/dev/null; }
-is_state() { [ "$(state "$1")" = "$2" ]; }
-healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(docker-compose ps -q "$1")" 2>/dev/null)" = healthy ]; }
-controller_logs() { docker-compose logs --no-color state-controller 2>/dev/null; }
-# filter PATTERN...: the stdin lines holding every PATTERN; KEY=VALUE matches the field with
-# or without quotes (key=value, key="value"), anything else is a plain substring.
-filter() {
-  local lines; lines=$(cat)
-  for p in "$@"; do
-    if [[ $p =~ ^([a-z_]+)=([A-Za-z0-9_.-]+)$ ]]; then
-      lines=$(grep -E -- "(^| )${BASH_REMATCH[1]}=\"?${BASH_REMATCH[2]}(\"| |$)" <<<"$lines") || return 1
-    else
-      lines=$(grep -F -- "$p" <<<"$lines") || return 1
-    fi
-  done
-  printf '%s\n' "$lines"
-}
-# has_decision NAME PATTERN...: a decision line about container NAME holding every PATTERN
-has_decision() { local name=$1; shift; controller_logs | grep ' decision ' | filter "container=$name" "$@" >/dev/null; }
-show_decision() { controller_logs | grep ' decision ' | filter "container=$1" | tail -n "${2:-1}" | sed 's/^/    /'; }
 # (--network none: the fixture needs no network, and the default bridge is shared state)
 run_sleeper() { docker run -d --network none --name "$1" --label "$DOCKWARDEN_SCOPE" "$SLEEPER" >/dev/null; }
-# reloaded_with PATTERN...: a "policy reloaded" line of the controller holding every PATTERN
-reloaded_with() { controller_logs | grep 'policy reloaded' | filter "$@" >/dev/null; }
 # edit_policy: replaces allowlist.toml by rename, as editors and `sed -i` do
 edit_policy() { cp "$POLICY" "$POLICY.new" && "$@" "$POLICY.new" && mv "$POLICY.new" "$POLICY"; }
 add_rule() { printf '\n# added by the e2e test\n[[allow]]\nname = "%s"\n' "$C_OK" >>"$1"; }
@@ -105,16 +69,14 @@ for b in state-controller status-api dw-sleeper; do
 done
 cp -r config "$DOCKWARDEN_CONFIG_DIR"
 POLICY="$DOCKWARDEN_CONFIG_DIR/allowlist.toml"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 export DOCKWARDEN_API_PORT=$PORT
 log "README step: docker-compose up -d --build   (project $COMPOSE_PROJECT_NAME, port $PORT, scope $DOCKWARDEN_SCOPE)"
 docker-compose up -d --build >"$TMP/up.log" 2>&1 || { sed 's/^/    /' "$TMP/up.log"; fail "docker-compose up -d --build"; }
 grep -E '^(Step|Successfully|Creating)' "$TMP/up.log" | sed 's/^/    /'
 
 # Safety first: this engine is shared; the controller must govern only this run's label.
-SC=$(docker-compose ps -q state-controller)
-docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$SC" | grep -qxF "DOCKWARDEN_SCOPE=$DOCKWARDEN_SCOPE" \
-  || fail "the controller did not get DOCKWARDEN_SCOPE; refusing to go on on a shared engine"
+scope_is_set
 
 # --- 2. health and size -------------------------------------------------------------------------
 wait_for 60 "state-controller healthy (HEALTHCHECK: state-controller healthcheck)" healthy state-controller
@@ -122,33 +84,13 @@ wait_for 60 "status-api healthy (HEALTHCHECK: status-api healthcheck)" healthy s
 SIZE=$(docker image inspect -f '{{.Size}}' "$DOCKWARDEN_IMAGE")
 log "image $DOCKWARDEN_IMAGE: $SIZE bytes ($((SIZE / 1000000)).$((SIZE % 1000000 / 100000)) MB; limit 25 MB)"
 [ "$SIZE" -lt "$MAX_IMAGE_BYTES" ] || fail "image is $SIZE bytes, not under 25 MB"
-USERS=$(docker inspect -f '{{.Name}} user={{.Config.User}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{.HostConfig.CapDrop}} restart={{.HostConfig.RestartPolicy.Name}}' $(docker-compose ps -q))
-sed 's/^/    /' <<<"$USERS"
+# shellcheck disable=SC2046 # one container ID per word
+docker inspect -f '{{.Name}} user={{.Config.User}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{.HostConfig.CapDrop}} restart={{.HostConfig.RestartPolicy.Name}}' $(docker-compose ps -q) \
+  | sed 's/^/    /'
 
 # --- 3. the status API, as a program and as a browser sees it ---------------------------------
 URL="http://127.0.0.1:$PORT/containers"
-JSON=$(curl -fsS --max-time 5 "$URL") || fail "GET $URL"
-python3 - "$JSON" "$COMPOSE_PROJECT_NAME" <<'PY' || fail "GET /containers JSON is not what the README promises"
-import json, sys
-doc = json.loads(sys.argv[1]); project = sys.argv[2]
-cs = doc["containers"]
-assert isinstance(cs, list), "containers is not a list"
-mine = [c for c in cs if c["name"].startswith(project + "_")]
-names = sorted(c["name"] for c in mine)
-assert len(mine) == 2, f"expected both dockwarden containers, got {names}"
-for c in mine:
-    for k in ("id", "name", "image", "state", "allowed"):
-        assert k in c, f"{c['name']}: no {k!r}"
-    assert c["state"] == "running", c
-    assert c["allowed"] is True, f"{c['name']} not allowed: {c}"
-print(f"    JSON: {len(cs)} containers on the engine; ours: {names}, allowed=True")
-PY
-HTML_HDR="$TMP/html.headers"
-HTML=$(curl -fsS --max-time 5 -H 'Accept: text/html' -D "$HTML_HDR" "$URL") || fail "GET $URL as HTML"
-grep -qi '^content-type: *text/html' "$HTML_HDR" || fail "Accept: text/html did not get text/html: $(grep -i content-type "$HTML_HDR")"
-grep -qi '<html' <<<"$HTML" || fail "the HTML page has no <html>"
-grep -qF "${COMPOSE_PROJECT_NAME}_status-api_1" <<<"$HTML" || fail "the HTML page does not list the status-api container"
-log "ok: GET /containers as HTML ($(wc -c <<<"$HTML") bytes, lists ${COMPOSE_PROJECT_NAME}_status-api_1)"
+check_containers_page "$URL"
 
 # A fixture to deny: an image made FROM scratch from the workspace's static dw-sleeper.
 CTX="$TMP/sleeper"; mkdir -p "$CTX"
@@ -207,9 +149,8 @@ PY
 # --- 7. down, and nothing left behind -----------------------------------------------------------
 log "README step: docker-compose down"
 docker-compose down -t 5 2>&1 | sed 's/^/    /'
-left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
-[ -z "$left" ] || fail "containers left after down: $left"
-[ -z "$(docker network ls -q --filter "name=^${COMPOSE_PROJECT_NAME}_")" ] || fail "network left after down"
+left=$(project_left)
+[ -z "$left" ] || fail "containers or network left after down: $left"
 docker rm -f "$C_DENIED" "$C_LATE" "$C_OK" >/dev/null
 docker rmi "$DOCKWARDEN_IMAGE" "$SLEEPER" >/dev/null
 left=$(docker ps -aq --filter "name=^/dwtest-e2e-$ID"; docker images -q "$DOCKWARDEN_IMAGE"; docker images -q "$SLEEPER"; docker network ls -q --filter "name=^dwtest-e2e-$ID")

@@ -18,8 +18,10 @@ else
   cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
 
-# The page in a real browser, then the deployment checks; each exits non-zero on failure.
-for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/e2e-compose.sh; do
+# The page in a real browser, then the deployment checks, the alert rules, and the README's
+# first-run command on a fresh clone; each exits non-zero on failure.
+for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/check-alerts.sh \
+  scripts/e2e-compose.sh scripts/e2e-firstrun.sh; do
   if [ -f "$s" ]; then
     printf '\n=== %s ===\n' "$s"
     bash "$s"
