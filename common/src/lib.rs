@@ -12,12 +12,15 @@
 //!   re-list; [`queue`] is its deduplicating work queue.
 //! - [`probe`]: the `healthcheck` subcommand's HTTP probe (images have no curl).
 //! - [`docker`]: connecting (`DOCKER_HOST`, version negotiation, retry), own container ID.
+//! - [`identity`]: which container is this process's own (plain Docker, Swarm, a Kubernetes
+//!   pod under cri-dockerd), from its mount table, cgroup and pod, as pure functions.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
 pub mod backoff;
 pub mod container;
 pub mod docker;
 pub mod error;
+pub mod identity;
 pub mod informer;
 pub mod policy;
 pub mod probe;
