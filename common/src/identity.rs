@@ -493,6 +493,57 @@ mod tests {
     const OV2_APP_NS: &str = "fbdde7bde7d07ad1e42b6c0e8b8b044a14ee445e816c1d63325e539450d2b5bd";
     const OV2_UPPER: &str = "/tmp/dwtest-swarm-proto/n1/data/overlay2";
 
+    /// What the caller builds from `GET /containers/{id}/json` (the list API has the same
+    /// fields but `GraphDriver`).
+    fn summary_from_inspect(c: &serde_json::Value) -> Summary {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        Summary {
+            id: s(&c["Id"]),
+            labels: c["Config"]["Labels"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+                .unwrap_or_default(),
+            running: c["State"]["Status"] == "running",
+            bind_sources: c["Mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["Type"] == "bind")
+                .map(|m| s(&m["Source"]))
+                .collect(),
+            upper_dir: c["GraphDriver"]["Data"]["UpperDir"].as_str().map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_kubelet_test_pod_finds_the_controller_not_the_sandbox_nor_status_api() {
+        // scripts/kubelet-test.sh, state-controller of the pod: fuse-overlayfs, private
+        // cgroup namespace: no upperdir, no cgroup ID; the mounted files are the sandbox's.
+        let c = clues_of("kubelet-sim-controller", "dockwarden-5zb22\n", None);
+        let sandbox_id = "5285f2e7e80d92dc3e719e3db77df96d52c812d23dc3cc0c55f9a848d0b8d7ef";
+        let controller = "9151d97668ed7226868151faa109ff31209c74f100e28ef503a5487603d23468";
+        assert_eq!((c.upper_dir.as_deref(), c.cgroup_id.as_deref()), (None, None));
+        assert_eq!(c.mounted_ids, vec![sandbox_id.to_string()]);
+        let inspected: Vec<serde_json::Value> =
+            serde_json::from_str(&data("kubelet-sim-inspect.json")).expect("capture is JSON");
+        let all: Vec<Summary> = inspected.iter().map(summary_from_inspect).collect();
+        assert!(is_sandbox(&all[0]) && all.len() == 3);
+        assert_eq!(
+            choose(&c, &all),
+            Some(Choice {
+                id: controller.into(),
+                by: Signal::Sandbox
+            })
+        );
+        // With the downward API too, the pod's two containers are told apart the same way.
+        let pod = Some(PodRef {
+            namespace: "dockwarden".into(),
+            name: "dockwarden-5zb22".into(),
+        });
+        let c = clues_of("kubelet-sim-controller", "dockwarden-5zb22\n", pod);
+        assert_eq!(choose(&c, &all).map(|x| x.id), Some(controller.to_string()));
+    }
+
     #[test]
     fn fuse_overlayfs_shows_no_upperdir_and_a_private_cgroupns_no_cgroup() {
         let c = clues_of("fuse-plain", "ff89405bc24f\n", None);
