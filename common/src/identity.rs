@@ -21,7 +21,8 @@
 //! ```text
 //! let clues = identity::clues(&read("/proc/self/mountinfo"), &read("/proc/self/cgroup"),
 //!                             &read("/etc/hostname"), identity::pod_from_env(|k| std::env::var(k).ok()));
-//! let mut listed: Vec<Summary> = /* GET /containers/json: id, labels, state, bind mount sources */;
+//! // ALL containers (?all=1): our own may still be listed as `created` when we start.
+//! let mut listed: Vec<Summary> = /* GET /containers/json?all=1: id, labels, state, bind mounts */;
 //! for id in identity::shortlist(&clues, &listed) { /* GET /containers/{id}/json: set upper_dir */ }
 //! let me = identity::choose(&clues, &listed); // Some(Choice { id, by }) or None
 //! ```
@@ -81,8 +82,10 @@ pub struct Summary {
     /// Full 64-hex ID.
     pub id: String,
     pub labels: BTreeMap<String, String>,
-    /// `State` is `running`.
-    pub running: bool,
+    /// `State` is none of `exited`, `dead`, `removing`: running, or `created`/`restarting`
+    /// (a process that has just started can find its container still listed as `created`).
+    /// Earlier attempts of a pod's container are exited and must not count.
+    pub live: bool,
     /// `Mounts[].Source` of the bind mounts.
     pub bind_sources: Vec<String>,
     /// `GraphDriver.Data.UpperDir`, when inspected.
@@ -182,7 +185,7 @@ pub fn pod_from_env(get: impl Fn(&str) -> Option<String>) -> Option<PodRef> {
 
 /// The IDs worth inspecting for their upper directory: none when the mount table shows no
 /// overlay upper directory; otherwise the containers the other signals point at, or every
-/// running one when they point nowhere.
+/// live one when they point nowhere.
 pub fn shortlist(clues: &Clues, listed: &[Summary]) -> Vec<String> {
     if clues.upper_dir.is_none() {
         return Vec::new();
@@ -198,7 +201,7 @@ pub fn shortlist(clues: &Clues, listed: &[Summary]) -> Vec<String> {
         .chain(pod_members(clues, listed))
         .collect();
     if picked.is_empty() {
-        picked = eligible.into_iter().filter(|c| c.running).collect();
+        picked = eligible.into_iter().filter(|c| c.live).collect();
     }
     let mut ids: Vec<String> = Vec::new();
     for c in picked {
@@ -282,7 +285,7 @@ pub fn is_sandbox(c: &Summary) -> bool {
     c.labels.get(K8S_TYPE_LABEL).map(String::as_str) == Some("podsandbox")
 }
 
-/// Running pod containers of the sandbox whose files are mounted here.
+/// Live pod containers of the sandbox whose files are mounted here.
 fn sandbox_members<'a>(clues: &Clues, containers: &'a [Summary]) -> Vec<&'a Summary> {
     let sandboxes: Vec<&str> = containers
         .iter()
@@ -291,7 +294,7 @@ fn sandbox_members<'a>(clues: &Clues, containers: &'a [Summary]) -> Vec<&'a Summ
         .collect();
     containers
         .iter()
-        .filter(|c| c.running && !is_sandbox(c))
+        .filter(|c| c.live && !is_sandbox(c))
         .filter(|c| {
             c.labels
                 .get(K8S_SANDBOX_ID_LABEL)
@@ -300,14 +303,14 @@ fn sandbox_members<'a>(clues: &Clues, containers: &'a [Summary]) -> Vec<&'a Summ
         .collect()
 }
 
-/// Running containers of the pod the downward API names.
+/// Live containers of the pod the downward API names.
 fn pod_members<'a>(clues: &Clues, containers: &'a [Summary]) -> Vec<&'a Summary> {
     let Some(pod) = &clues.pod else {
         return Vec::new();
     };
     containers
         .iter()
-        .filter(|c| c.running && !is_sandbox(c))
+        .filter(|c| c.live && !is_sandbox(c))
         .filter(|c| {
             c.labels.get(K8S_POD_NAMESPACE_LABEL) == Some(&pod.namespace)
                 && c.labels.get(K8S_POD_NAME_LABEL) == Some(&pod.name)
@@ -456,7 +459,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            running: true,
+            live: true,
             ..Summary::default()
         }
     }
@@ -503,7 +506,10 @@ mod tests {
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
                 .unwrap_or_default(),
-            running: c["State"]["Status"] == "running",
+            live: !matches!(
+                c["State"]["Status"].as_str(),
+                Some("exited" | "dead" | "removing")
+            ),
             bind_sources: c["Mounts"]
                 .as_array()
                 .into_iter()
@@ -682,7 +688,7 @@ mod tests {
         other_pod.labels.insert(K8S_POD_NAME_LABEL.into(), "web-1".into());
         let mut exited = mine.clone();
         exited.id = "e".repeat(64);
-        exited.running = false;
+        exited.live = false;
         let all = [sandbox(FUSE_SANDBOX), other_pod, exited, mine];
         assert_eq!(
             choose(&c, &all),
