@@ -19,7 +19,10 @@ else
 fi
 
 # The page in a real browser, then the deployment checks; each exits non-zero on failure.
-for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/e2e-compose.sh; do
+# swarm-test (a real three-node swarm of private engines) and kubelet-test (the k8s pod as
+# kubelet + cri-dockerd run it) need root: .ci/run has it.
+for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/e2e-compose.sh \
+  scripts/swarm-test.sh scripts/kubelet-test.sh; do
   if [ -f "$s" ]; then
     printf '\n=== %s ===\n' "$s"
     bash "$s"

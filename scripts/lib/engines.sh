@@ -42,6 +42,20 @@ eng_docker0_fingerprint() {
   ip -o link show docker0 2>/dev/null | awk '{print $1, $2, $3, $(NF-2), $(NF)}' || true
 }
 
+# eng_verify_clean RUN DIR DOCKER0_BEFORE: after a test's cleanup, says what is left (network
+# namespaces named RUN-*, DIR, images RUN/* on the shared engine) and whether docker0 changed;
+# returns 1 if anything is wrong.
+eng_verify_clean() {
+  local run=$1 dir=$2 before=$3 rc=0 after left
+  after=$(eng_docker0_fingerprint)
+  [ "$after" = "$before" ] || { eng_log "FAIL: docker0 changed: before [$before] after [$after]"; rc=1; }
+  left=$(ip netns list 2>/dev/null | grep -c "^$run-" || true)
+  [ "$left" = 0 ] || { eng_log "FAIL: $left network namespaces $run-* left"; rc=1; }
+  [ ! -e "$dir" ] || { eng_log "FAIL: $dir left"; rc=1; }
+  [ -z "$(docker images -q "$run/*" 2>/dev/null)" ] || { eng_log "FAIL: images $run/* left on the shared engine"; rc=1; }
+  return "$rc"
+}
+
 # eng_free_subnet: a 10.213.N.0/24 (prints "10.213.N") that no route or address of the host
 # uses. The nodes never put an address in the host's namespace; this only keeps the test's
 # addresses distinct from anything an operator could confuse them with.
@@ -171,4 +185,32 @@ eng_stop() {
     fi
   fi
   [ -z "$ns" ] || eng_kill_netns_pids "$ns"
+}
+
+# eng_build_images TAR DOCKWARDEN SLEEPER [PAUSE]: builds, on the shared engine, the dockwarden
+# image (Dockerfile.local, from the static binaries scripts/build-static.sh made), a fixture
+# image FROM scratch running dw-sleeper and, when asked, a pause-like image of the same
+# program under /pause (an image of its own); saves them into TAR and removes them from the
+# shared engine again. Run it before anything points DOCKER_HOST at a private engine.
+eng_build_images() {
+  local tar=$1 image=$2 sleeper=$3 pause=${4:-} bin=target/x86_64-unknown-linux-gnu/release b
+  local ctx; ctx=$(dirname "$tar")/image-context
+  for b in state-controller status-api dw-sleeper; do
+    [ -x "$bin/$b" ] || { eng_log "FAIL: $bin/$b missing: run bash scripts/build-static.sh"; return 1; }
+  done
+  mkdir -p "$ctx" && cp "$bin/dw-sleeper" "$ctx/"
+  DOCKER_BUILDKIT=0 docker build -q -f Dockerfile.local -t "$image" . >/dev/null ||
+    { eng_log "FAIL: building $image"; return 1; }
+  printf 'FROM scratch\nCOPY dw-sleeper /dw-sleeper\nENTRYPOINT ["/dw-sleeper"]\n' >"$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$sleeper" "$ctx" >/dev/null || { eng_log "FAIL: building $sleeper"; return 1; }
+  local images=("$image" "$sleeper")
+  if [ -n "$pause" ]; then
+    printf 'FROM scratch\nCOPY dw-sleeper /pause\nENTRYPOINT ["/pause"]\n' >"$ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t "$pause" "$ctx" >/dev/null || { eng_log "FAIL: building $pause"; return 1; }
+    images+=("$pause")
+  fi
+  docker save -o "$tar" "${images[@]}"
+  docker rmi -f "${images[@]}" >/dev/null
+  rm -rf "$ctx"
+  eng_log "images ${images[*]} built, saved ($(du -m "$tar" | cut -f1) MB) and removed from the shared engine"
 }
