@@ -18,10 +18,12 @@ else
   cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
 
-# The page in a real browser, then the deployment checks, the alert rules, and the README's
-# first-run command on a fresh clone; each exits non-zero on failure.
+# The page in a real browser, then the deployment checks, the alert rules, the README's
+# first-run command on a fresh clone, a real three-node swarm of private engines, and the
+# k8s pod as kubelet + cri-dockerd run it (the last two need root: .ci/run has it); each
+# exits non-zero on failure.
 for s in scripts/browser-test.sh scripts/lint-deploy.sh scripts/check-alerts.sh \
-  scripts/e2e-compose.sh scripts/e2e-firstrun.sh; do
+  scripts/e2e-compose.sh scripts/e2e-firstrun.sh scripts/swarm-test.sh scripts/kubelet-test.sh; do
   if [ -f "$s" ]; then
     printf '\n=== %s ===\n' "$s"
     bash "$s"

@@ -16,6 +16,8 @@
 //!   re-list; [`queue`] is its deduplicating work queue.
 //! - [`probe`]: the `healthcheck` subcommand's HTTP probe (images have no curl).
 //! - [`docker`]: bollard connections (status-api's stats and logs), who we are.
+//! - [`identity`]: which container is this process's own (plain Docker, Swarm, a Kubernetes
+//!   pod under cri-dockerd), from its mount table, cgroup and pod, as pure functions.
 //! - [`metrics`]: the informer and policy metrics both binaries export under one set of names.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
@@ -26,6 +28,7 @@ pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod identity;
 pub mod informer;
 pub mod metrics;
 pub mod policy;
