@@ -51,20 +51,29 @@ fi
 docker save "$SLEEPER" -o "$P/sleeper.tar"
 
 printf '[[allow]]\nname = "*"\n' >"$P/allow.toml"
+MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$REL/state-controller" --allowlist "$P/allow.toml" --docker-host "$HOST" \
-  --authz-socket "$PLUGIN_SOCK" --metrics-listen 127.0.0.1:0 >"$P/controller.log" 2>&1 &
+  --authz-socket "$PLUGIN_SOCK" --metrics-listen "127.0.0.1:$MPORT" >"$P/controller.log" 2>&1 &
 CTRL_PID=$!
 for _ in $(seq 1 100); do [ -S "$PLUGIN_SOCK" ] && break; sleep 0.1; done
 
-mode() { # off|on: the engine's authorization plugins, reloaded with SIGHUP
+# Requests the plugin has answered so far (its own metric).
+asked() {
+  curl -s "http://127.0.0.1:$MPORT/metrics" | awk '/^dockwarden_authz_requests_total/ {n += $2} END {print n + 0}'
+}
+mode() { # off|on: the engine's authorization plugins, reloaded with SIGHUP (docker info does
+  # not show a reload's plugins: check that requests reach the plugin, or do not)
   if [ "$1" = on ]; then echo "{\"authorization-plugins\": [\"$NAME\"]}" >"$P/daemon.json"
   else echo '{"authorization-plugins": []}' >"$P/daemon.json"; fi
   [ -n "${DOCKERD_PID:-}" ] || return 0
   kill -HUP "$DOCKERD_PID"
-  local want; [ "$1" = on ] && want="[$NAME]" || want="[]"
   for _ in $(seq 1 100); do
-    [ "$(DOCKER_HOST=$HOST docker info --format '{{.Plugins.Authorization}}' 2>/dev/null)" = "$want" ] && return 0
     sleep 0.1
+    local before; before=$(asked)
+    DOCKER_HOST=$HOST docker version >/dev/null 2>&1 || continue
+    local after; after=$(asked)
+    if [ "$1" = on ] && [ "$after" -gt "$before" ]; then return 0; fi
+    if [ "$1" = off ] && [ "$after" -eq "$before" ]; then return 0; fi
   done
   echo "bench: the engine did not switch the plugin $1" >&2; exit 1
 }

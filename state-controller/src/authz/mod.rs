@@ -132,17 +132,21 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
 
 impl<E: Engine> Authz<E> {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        match req.uri().path() {
+        let path = req.uri().path().to_string();
+        // Read every request's body whole, even the ones not looked at: a connection whose
+        // request body was left unread is closed after the answer, and the engine's plugin
+        // client, reusing it a moment later, fails and retries after a second.
+        let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let a = self.refuse("request", format!("unreadable authorization request: {e}"));
+                return answer(&a);
+            }
+        };
+        match path.as_str() {
             "/Plugin.Activate" => reply(StatusCode::OK, json!({"Implements": ["authz"]})),
             "/AuthZPlugin.AuthZRes" => reply(StatusCode::OK, json!({"Allow": true})),
             "/AuthZPlugin.AuthZReq" => {
-                let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) => {
-                        let a = self.refuse("request", format!("unreadable authorization request: {e}"));
-                        return answer(&a);
-                    }
-                };
                 let a = match serde_json::from_slice::<AuthzRequest>(&body) {
                     Ok(r) => self.judge(&r).await,
                     Err(e) => self.refuse("request", format!("unreadable authorization request: {e}")),
