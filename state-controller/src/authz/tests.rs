@@ -33,6 +33,9 @@ impl Engine for Fake {
     async fn list(&self, _: Option<&str>) -> Result<Vec<String>, EngineError> {
         Ok(vec![])
     }
+    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
+        Ok(vec![])
+    }
     async fn summary(&self, _: &str) -> Result<Option<Value>, EngineError> {
         Ok(None)
     }
