@@ -10,6 +10,8 @@
 //! - [`store`]: the in-memory picture of the host; one writer, many cheap readers.
 //! - [`informer`]: list + watch of the engine into the store, with reconnect, replay and
 //!   re-list; [`queue`] is its deduplicating work queue.
+//! - [`http`]: the hardened HTTP/1.1 server both binaries listen with (header-read
+//!   timeout, connection cap, graceful shutdown).
 //! - [`probe`]: the `healthcheck` subcommand's HTTP probe (images have no curl).
 //! - [`docker`]: connecting (`DOCKER_HOST`, version negotiation, retry), own container ID.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
@@ -18,6 +20,7 @@ pub mod backoff;
 pub mod container;
 pub mod docker;
 pub mod error;
+pub mod http;
 pub mod informer;
 pub mod policy;
 pub mod probe;

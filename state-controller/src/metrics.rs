@@ -225,9 +225,14 @@ pub async fn serve(
             warp::http::StatusCode::NOT_FOUND,
         ))
     });
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    // HTTP/1.1 with a header-read timeout and a connection cap (common::http): this
+    // listener is reachable by whatever can reach the metrics port.
+    common::http::serve_warp(
+        listener,
+        routes,
+        common::http::Limits::default(),
+        Arc::default(),
+        shutdown,
+    )
+    .await;
 }
