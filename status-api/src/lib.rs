@@ -68,8 +68,9 @@ use crate::policy_file::FileStatus;
 use crate::resources::Resources;
 use crate::views::Views;
 
-/// Logs requests served at once; more wait (within the logs timeout).
-pub const LOG_CONCURRENCY: usize = 4;
+/// Logs requests streamed at once (each holds at most `handlers::LOG_QUEUE` chunks); more
+/// wait, within the logs timeout.
+pub const LOG_CONCURRENCY: usize = 16;
 
 /// What the server needs to run.
 #[derive(Debug, Clone)]
