@@ -78,7 +78,8 @@ docker create --name "$PREFIX-spare" --label "$SCOPE" --network none "$TAG" >/de
 # 4. The controller's decisions, in its format: the intruder in audit (would have been
 #    killed), "gone" killed in enforce mode.
 mkdir -p "$WORK/ctl" "$WORK/policy"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+sleep 1 # the kill comes after the start, as it would
+now=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 cat >"$WORK/ctl/decisions" <<EOF
 {"capacity":1000,"decisions":[
 {"time":"$now","container":"$PREFIX-intruder","id":"$INTRUDER","image":"$TAG","verdict":"deny","rule":null,"reason":"no [[allow]] rule matches","action":"kill","result":"audit","latency_ms":3.1,"trigger":"start event"},
@@ -195,6 +196,8 @@ has unhealthy 'class-critical">unhealthy' "the detail page shows no unhealthy ba
 has unhealthy 'healthcheck: unhealthy' "the detail page does not say why"
 shot killed "http://$ADDR/containers/$GONE"
 has killed 'What dockwarden did' "no decisions on the detail page"
-has killed 'killed [0-9]* [a-z]* after start by dockwarden: no \[\[allow\]\] rule matches' "no sentence about the kill"
+has killed 'killed [0-9]* m\?s after start by dockwarden: no \[\[allow\]\] rule matches' "no sentence about the kill"
+grep -q 'exit code</dt><dd>0</dd>' "$WORK/killed.dom" || fail "the killed container's exit code is not shown"
+grep -q 'exit code</dt><dd>–</dd>' "$WORK/unhealthy.dom" || fail "a running container shows an exit code"
 
 log "PASS: audit, enforce, refused policy, unhealthy and killed pages rendered and checked; screenshots in $SHOT_DIR"

@@ -458,7 +458,8 @@ pub fn detail_page(s: &Snapshot, e: &Entry) -> String {
                 dt { "created" } dd { (c.created) }
                 dt { "started" } dd { (c.started_at.as_deref().unwrap_or("–")) }
                 dt { "finished" } dd { (c.finished_at.as_deref().unwrap_or("–")) }
-                dt { "exit code" } dd { @match c.exit_code { Some(x) => (x), None => "–" } }
+                // Docker reports 0 for a container that never exited: only show a real one.
+                dt { "exit code" } dd { @match c.exit_code.filter(|_| matches!(c.state, State::Exited | State::Dead)) { Some(x) => (x), None => "–" } }
                 dt { "restarts" } dd { (c.restart_count) }
                 dt { "ports" } dd.mono { (ports_cell(&c.ports)) }
                 dt { "labels" } dd {
