@@ -198,7 +198,7 @@ fn build(
         };
         let sample = samples.get(&c.id).filter(|_| c.state == State::Running).cloned();
         let resource_class = ResourceClass::of(c.state, sample.as_ref());
-        let mut e = Entry {
+        let e = Entry {
             status: status_text(&c, &base.times, now),
             health_class: HealthClass::of(c.state, c.health.as_deref(), resource_class),
             resource_class,
@@ -209,18 +209,27 @@ fn build(
             json: Bytes::new(),
             c,
         };
-        e.json = to_json(&ContainerView::new(&e));
         by_id.insert(e.c.id.clone(), entries.len());
         next_bases.insert(e.c.id.clone(), base);
-        entries.push(Arc::new(e));
+        entries.push(e);
     }
     *bases = next_bases;
     let synced = key.synced;
-    let json = Rendered::new(list_json(entries.iter().map(|e| &e.json), synced), JSON);
+    // The list is written once; each entry's JSON is a slice of it (no second copy).
+    let (body, ranges) = list_json_of(&entries, synced);
+    let json = Rendered::new(body, JSON);
     let json = match prev {
         Some(p) if p.json.hash == json.hash => p.json.clone(),
         _ => Arc::new(json),
     };
+    let entries = entries
+        .into_iter()
+        .zip(ranges)
+        .map(|(mut e, r)| {
+            e.json = json.body.slice(r);
+            Arc::new(e)
+        })
+        .collect();
     Snapshot {
         key,
         now,
@@ -248,6 +257,29 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> Bytes {
             Bytes::from_static(b"null")
         }
     }
+}
+
+/// The whole list's JSON, serialising each entry once, and where each entry's object is.
+fn list_json_of(entries: &[Entry], synced: bool) -> (Bytes, Vec<std::ops::Range<usize>>) {
+    let mut out = BytesMut::with_capacity(entries.len() * 768 + 64).writer();
+    let mut ranges = Vec::with_capacity(entries.len());
+    out.get_mut().put_slice(b"{\"containers\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.get_mut().put_u8(b',');
+        }
+        let start = out.get_ref().len();
+        if let Err(err) = serde_json::to_writer(&mut out, &ContainerView::new(e)) {
+            tracing::error!(error = %err, "cannot serialise a container");
+            out.get_mut().truncate(start);
+            out.get_mut().put_slice(b"null");
+        }
+        ranges.push(start..out.get_ref().len());
+    }
+    let count = entries.len();
+    out.get_mut()
+        .put_slice(format!("],\"count\":{count},\"synced\":{synced}}}").as_bytes());
+    (out.into_inner().freeze(), ranges)
 }
 
 /// `{"containers":[...],"count":N,"synced":bool}` from entries' JSON objects: the same bytes
@@ -282,6 +314,37 @@ mod tests {
             v,
             serde_json::json!({"containers": [{"id": "a", "n": 1}, {"id": "b"}], "count": 2, "synced": true})
         );
+        let entry = |id: &str| Entry {
+            c: Arc::new(Container {
+                id: id.into(),
+                name: format!("n-{id}"),
+                state: State::Running,
+                ..Default::default()
+            }),
+            times: Times::default(),
+            verdict: None,
+            sample: None,
+            status: "Up 1 second".into(),
+            resource_class: ResourceClass::Unknown,
+            health_class: HealthClass::Unknown,
+            last_action: None,
+            json: Bytes::new(),
+        };
+        let entries = [entry("a1"), entry("b2")];
+        let (body, ranges) = list_json_of(&entries, true);
+        let objects: Vec<Bytes> = ranges.iter().map(|r| body.slice(r.clone())).collect();
+        assert_eq!(
+            body,
+            list_json(objects.iter(), true),
+            "one writer, the same bytes"
+        );
+        for (o, e) in objects.iter().zip(&entries) {
+            assert_eq!(
+                o,
+                &to_json(&ContainerView::new(e)),
+                "each slice is the entry's object"
+            );
+        }
         let empty = list_json(std::iter::empty(), false);
         assert_eq!(&empty[..], br#"{"containers":[],"count":0,"synced":false}"#);
     }
