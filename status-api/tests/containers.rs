@@ -226,7 +226,16 @@ async fn allowed_follows_the_policy_and_its_reload() {
     assert_eq!(api.names("allowed=false").await, [scope.name("bad")]);
     assert_eq!(api.names("allowed=true").await, [scope.name("good")]);
     let html = api.get_html("/containers").await.body;
-    assert!(html.contains("class=\"container denied\""), "denied row marked");
+    // Audit mode: the denied row is marked as one audit leaves running, not as an alarm.
+    assert!(html.contains("class=\"container audit\""), "denied row marked");
+    assert!(
+        html.contains("DENIED · audit") && html.contains("AUDIT mode"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("class=\"container denied\""),
+        "audit touches nothing"
+    );
 
     // Replace the file the way editors do: the verdicts follow.
     dir.replace(
