@@ -91,9 +91,10 @@ fn resolve(state: &AppState, key: &str) -> Result<(Arc<Snapshot>, Arc<Entry>), A
     })?;
     let mut snap = state.views.snapshot(state);
     if snap.get(&c.id).is_none() {
-        // In the store before the informer's notice reached the cache: take it in now.
+        // In the store before the informer's notice reached the cache (or a build is in
+        // progress): take it in now.
         state.views.touch();
-        snap = state.views.snapshot(state);
+        snap = state.views.snapshot_fresh(state);
     }
     let e = snap
         .get(&c.id)

@@ -136,8 +136,20 @@ impl Views {
         self.picture.load(Relaxed)
     }
 
-    /// The current snapshot, built if the picture changed or a second went by.
+    /// The current snapshot, built if the picture changed or a second went by. While one
+    /// request builds it, the others are served the previous snapshot (a few milliseconds
+    /// old) instead of queueing behind the build; only the very first build is waited for.
     pub fn snapshot(&self, state: &AppState) -> Arc<Snapshot> {
+        self.get(state, false)
+    }
+
+    /// Like [`Views::snapshot`], but waits for a build in progress: for a request that must
+    /// see a container the store already holds.
+    pub fn snapshot_fresh(&self, state: &AppState) -> Arc<Snapshot> {
+        self.get(state, true)
+    }
+
+    fn get(&self, state: &AppState, wait: bool) -> Arc<Snapshot> {
         let policy = state.policy.as_ref().map(|p| p.current());
         let now = Timestamp::now();
         let key = Key {
@@ -152,13 +164,29 @@ impl Views {
         if let Some(s) = self.current_if(key) {
             return s;
         }
-        let mut bases = self.build.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bases = match self.build.try_lock() {
+            Ok(b) => b,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let cur = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match cur {
+                    Some(s) if !wait => return s,
+                    _ => self.build.lock().unwrap_or_else(|e| e.into_inner()),
+                }
+            }
+        };
         // Another request may have built it while this one waited.
         if let Some(s) = self.current_if(key) {
             return s;
         }
         let prev = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         let snap = Arc::new(build(state, key, now, policy, prev.as_deref(), &mut bases));
+        // Compress before publishing, so no request waits for it: once per new content
+        // (unchanged bytes keep the previous copy), and the page only while browsers ask.
+        snap.json.gzip();
+        if prev.as_ref().is_some_and(|p| p.html.get().is_some()) {
+            snap.html().gzip();
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
         snap
     }
