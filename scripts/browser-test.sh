@@ -200,4 +200,11 @@ has killed 'killed [0-9]* m\?s after start by dockwarden: no \[\[allow\]\] rule 
 grep -q 'exit code</dt><dd>0</dd>' "$WORK/killed.dom" || fail "the killed container's exit code is not shown"
 grep -q 'exit code</dt><dd>–</dd>' "$WORK/unhealthy.dom" || fail "a running container shows an exit code"
 
+# A label holding markup is shown as text on the detail page, never as markup.
+shot labels "http://$ADDR/containers/$PREFIX-web-2"
+has labels 'note=&lt;script&gt;alert(1)&lt;/script&gt;' "the label is not shown escaped"
+hasnt labels '<script' "a label became a script element"
+hasnt labels "$SECRET" "a container's environment appears on its detail page"
+rm -f "$SHOT_DIR/status-api-labels.png"
+
 log "PASS: audit, enforce, refused policy, unhealthy and killed pages rendered and checked; screenshots in $SHOT_DIR"
