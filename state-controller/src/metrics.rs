@@ -261,15 +261,20 @@ pub fn routes(ep: Endpoint) -> impl Filter<Extract = (impl warp::Reply,), Error 
     })
 }
 
-/// Serves [`routes`] on `listener` until `shutdown` resolves.
+/// Serves [`routes`] on `listener` until `shutdown` resolves: HTTP/1.1 with a header-read
+/// timeout and a connection cap (common::http): this listener is reachable by whatever can
+/// reach the metrics port.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ep: Endpoint,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(ep))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    common::http::serve_warp(
+        listener,
+        routes(ep),
+        common::http::Limits::default(),
+        Arc::default(),
+        shutdown,
+    )
+    .await;
 }
