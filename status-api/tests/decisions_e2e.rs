@@ -75,6 +75,8 @@ async fn a_denied_container_shows_in_both_decisions_within_a_second() {
         Duration::from_secs(15),
         "the controller answers /decisions",
         || async {
+            // Listening yet? (`raw` expects a server there.)
+            tokio::net::TcpStream::connect(ctl_addr).await.ok()?;
             let r = tokio::time::timeout(Duration::from_secs(2), raw(ctl_addr, "GET", "/decisions", &[]))
                 .await
                 .ok()?;
