@@ -45,6 +45,15 @@ pub struct ContainerView<'a> {
     /// Published ports carry `public_port` (and `ip`); EXPOSE-only ports have neither.
     pub ports: &'a [Port],
     pub labels: &'a BTreeMap<String, String>,
+    /// True when labels were left out of the stored copy to bound memory (judgements that
+    /// need them inspect the container again). Only present when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub labels_cut: bool,
+    /// Why this container's metadata could not be read whole: it is shown with what the
+    /// list call gives, and judged (denied unless that allows it) on the same. Only present
+    /// then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<&'a str>,
     /// `allowed`, `rule`, `reason`: only when the server runs with `--allowlist`.
     #[serde(flatten)]
     pub verdict: Option<VerdictView<'a>>,
@@ -176,6 +185,8 @@ impl<'a> ContainerView<'a> {
             restart_count: c.restart_count,
             ports: &c.ports,
             labels: &c.labels,
+            labels_cut: c.labels_cut,
+            problem: c.problem.as_deref(),
             verdict: e.verdict.as_ref().map(VerdictView::from),
             last_action: e.last_action.as_ref(),
         }
