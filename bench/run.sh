@@ -16,6 +16,9 @@
 #   BENCH_FOOTPRINT_N=200   containers in the footprint burst
 #   BENCH_QUIET_LOAD=1.5    wait (up to BENCH_QUIET_WAIT=600 s) for the 1-min load to drop below this
 #   BENCH_SKIP=api,image    skip parts: ttk, footprint, image, api
+#   BENCH_BASELINE=BIN      another state-controller binary (an earlier build: `git worktree add
+#                           /tmp/old REV && bash /tmp/old/scripts/build-static.sh`) whose time
+#                           to kill is measured in the same run, right after this build's
 # Output is also written to target/bench/<run>/report.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,6 +101,13 @@ if ! skip ttk; then
   "$REL/dw-bench" ttk --controller "$REL/state-controller" --floor "$REL/dw-floor-killer" \
     --sizes "$SIZES" --reps "$REPS" --run-id "$RUN_ID" --workdir "$WORK" | tee -a "$REPORT" || status=1
   say "(load after: $(load))"
+  if [ -n "${BENCH_BASELINE:-}" ]; then
+    say ""
+    say "== time to kill, baseline $BENCH_BASELINE (same run; load before: $(load)) =="
+    "$REL/dw-bench" ttk --controller "$BENCH_BASELINE" --floor "$REL/dw-floor-killer" \
+      --sizes "$SIZES" --reps "$REPS" --run-id "$RUN_ID-base" --workdir "$WORK/baseline" | tee -a "$REPORT" || status=1
+    say "(load after: $(load))"
+  fi
   say ""
 fi
 
