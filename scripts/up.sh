@@ -89,6 +89,7 @@ done
 # --- 5. where to look -----------------------------------------------------------------------
 addr=$(docker-compose port status-api 8080)
 addr=${addr/0.0.0.0/localhost}
+addr=${addr/127.0.0.1/localhost}
 policy="${DOCKWARDEN_CONFIG_DIR:-./config}/allowlist.toml"
 mode=$(sed -n 's/^mode *= *"\([a-z]*\)".*/\1/p' "$policy" | head -1)
 say "dockwarden is running."
