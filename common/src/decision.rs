@@ -39,8 +39,8 @@ pub enum Spare {
 impl Spare {
     pub fn reason(self) -> &'static str {
         match self {
-            Spare::OwnContainer => "dockwarden's own container",
-            Spare::OwnProgram => "dockwarden's image running dockwarden's own program",
+            Spare::OwnContainer => "dockwarden's own container: never acted on",
+            Spare::OwnProgram => "dockwarden's image running dockwarden's own program: never acted on",
         }
     }
 }

@@ -147,7 +147,7 @@ impl<E: Engine> Executor<E> {
             }
             LineKind::Spare => {
                 tracing::info!(container = %c, id, image = %image, state, verdict = "spare", reason = %reason, trigger,
-                    "decision: dockwarden's own, never acted on");
+                    "decision");
                 None
             }
             LineKind::NotLive => None,
