@@ -33,8 +33,17 @@ use crate::event::{Action, Event, Kind};
 use crate::queue::{Tracker, WorkQueue};
 use crate::store::Store;
 
-/// Container actions that can change what we know about a container (`health_status` is
-/// matched by prefix by the engine).
+/// Container actions that can change what we know about a container, in the names of every
+/// engine dockwarden talks to: the engine keeps only events whose action is listed, so a name
+/// missing here is an event silently never seen. Docker's names, then Podman's own:
+/// - Podman's compat endpoint renames `died` to `die` on the way out, but Podman 4.3 matches
+///   the filter against its own name (`event=die` returns nothing before 4.4), so `died`
+///   is asked for too; removal is `remove` on Podman (`destroy` on Docker); a container
+///   restored from a checkpoint runs again with only a `restore` event.
+/// - `health_status` matches Docker's `health_status: <value>` by prefix and Podman's
+///   `health_status` exactly.
+///
+/// Extra names cost nothing: Docker accepts any value and matches none of Podman's.
 const CONTAINER_ACTIONS: &[&str] = &[
     "create",
     "start",
@@ -48,9 +57,26 @@ const CONTAINER_ACTIONS: &[&str] = &[
     "destroy",
     "oom",
     "health_status",
+    // Podman
+    "died",
+    "remove",
+    "restore",
 ];
-/// Image actions after which cached repo tags/digests may be wrong.
-const IMAGE_ACTIONS: &[&str] = &["tag", "untag", "delete", "import", "load", "pull", "push"];
+/// Image actions after which cached repo tags/digests may be wrong. Podman's image removal
+/// is `remove` in the filter (its compat endpoint writes `delete` out), `podman load` is
+/// `loadfromarchive`.
+const IMAGE_ACTIONS: &[&str] = &[
+    "tag",
+    "untag",
+    "delete",
+    "import",
+    "load",
+    "pull",
+    "push",
+    // Podman
+    "remove",
+    "loadfromarchive",
+];
 /// Inspect tries before a container is reported unjudgeable (10 ms, ×3 each: ~1.2 s).
 pub const INSPECT_TRIES: u32 = 6;
 
@@ -320,10 +346,7 @@ impl<E: Engine> Informer<E> {
         // Two subscriptions, merged: container events (only the scope's, when scoped) and
         // every image event. One filter cannot do both: the engine ANDs filter keys, and
         // image events carry no container labels.
-        let mut container_filters = json!({"type": ["container"], "event": CONTAINER_ACTIONS});
-        if let Some(sel) = &shared.label_selector {
-            container_filters["label"] = json!([sel]);
-        }
+        let container_filters = container_filters(shared.label_selector.as_deref());
         let image_filters = json!({"type": ["image"], "event": IMAGE_ACTIONS});
         let stream = |filters: &Value| {
             shared
@@ -385,6 +408,29 @@ impl<E: Engine> Informer<E> {
     }
 }
 
+/// The container-event subscription's filters. A `key=value` scope is filtered by the
+/// engine; a bare `key` scope is not sent: Podman (4.3) matches a label filter without `=`
+/// to nothing, so such a scope is checked here instead ([`in_scope`]).
+fn container_filters(label_selector: Option<&str>) -> Value {
+    let mut filters = json!({"type": ["container"], "event": CONTAINER_ACTIONS});
+    if let Some(sel) = label_selector.filter(|s| s.contains('=')) {
+        filters["label"] = json!([sel]);
+    }
+    filters
+}
+
+/// Whether a container event belongs to the scope: always for a `key=value` scope (the
+/// engine filtered it); for a bare `key` scope, when the event's attributes have the key.
+/// Engines write their own keys (`name`, `image`...) over labels of those names in event
+/// attributes, so a bare scope named like one of them admits every container's events; the
+/// list (filtered by the engine) still tells which containers are in scope.
+fn in_scope(label_selector: Option<&str>, ev: &Event) -> bool {
+    match label_selector {
+        Some(key) if !key.contains('=') => ev.attributes.contains_key(key),
+        _ => true,
+    }
+}
+
 /// `since`/`until` as the engine takes them: Unix seconds with nanoseconds.
 pub fn format_since(nano: i64) -> String {
     format!(
@@ -402,6 +448,9 @@ fn handle_event<E>(shared: &Shared<E>, ev: Event) {
             shared.notify(Notice::ImageChanged);
         }
         Kind::Container => {
+            if !in_scope(shared.label_selector.as_deref(), &ev) {
+                return;
+            }
             tracing::debug!(container = %ev.id, action = ev.action.as_str(), "event");
             let container = ev.container().map(Box::new);
             shared.queue.push(&ev.id, None);
