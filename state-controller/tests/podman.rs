@@ -45,6 +45,15 @@ fn controller(svc: &PodmanService, dir: &TempDir) -> Controller {
     Controller::start(&dir.path("allow.toml"), &["--docker-host", &svc.host])
 }
 
+/// [`setup`], the policy written, and a controller on the service, synced.
+async fn started(test: &str, policy: &str) -> Option<(PodmanService, TempDir, Controller)> {
+    let (svc, dir) = setup(test).await?;
+    std::fs::write(dir.path("allow.toml"), policy).unwrap();
+    let c = controller(&svc, &dir);
+    c.wait_synced().await;
+    Some((svc, dir, c))
+}
+
 async fn wait_state(svc: &PodmanService, name: &str, want: Option<&str>) -> Duration {
     let t0 = Instant::now();
     eventually(T, &format!("{name} to be {want:?}"), || async {
@@ -63,12 +72,9 @@ fn bare_inspect_acts(c: &Controller, name: &str) -> usize {
 
 #[tokio::test]
 async fn allowed_containers_live_and_denied_ones_are_killed_from_the_create_event() {
-    let Some((svc, dir)) = setup("kill").await else {
+    let Some((svc, _dir, c)) = started("kill", &policy("", None)).await else {
         return;
     };
-    std::fs::write(dir.path("allow.toml"), policy("", None)).unwrap();
-    let c = controller(&svc, &dir);
-    c.wait_synced().await;
 
     svc.run("ok-1", &["--label", "team=a"]).unwrap();
     svc.run("bad-1", &[]).unwrap();
@@ -143,15 +149,7 @@ async fn containers_there_before_the_controller_are_enforced_at_start_up() {
     svc.run("ok-pre", &[]).unwrap();
     svc.run("pinned-pre", &[]).unwrap();
     svc.run("bad-pre", &[]).unwrap();
-    svc.cli(&[
-        "create",
-        "--network",
-        "none",
-        "--name",
-        "bad-later",
-        "localhost/dwtest-podman-sleeper:latest",
-    ])
-    .unwrap();
+    svc.create("bad-later", &[]).unwrap();
 
     let c = controller(&svc, &dir);
     c.wait_synced().await;
@@ -186,12 +184,9 @@ async fn containers_there_before_the_controller_are_enforced_at_start_up() {
 
 #[tokio::test]
 async fn renames_restarts_and_removals_keep_the_picture_true() {
-    let Some((svc, dir)) = setup("picture").await else {
+    let Some((svc, _dir, c)) = started("picture", &policy("", None)).await else {
         return;
     };
-    std::fs::write(dir.path("allow.toml"), policy("", None)).unwrap();
-    let c = controller(&svc, &dir);
-    c.wait_synced().await;
     svc.run("ok-r", &[]).unwrap();
     svc.run("ok-keep", &[]).unwrap();
     c.wait_log(&["container=ok-r ", "verdict=allow"], T)
@@ -270,21 +265,10 @@ async fn a_new_policy_applies_to_what_runs_and_a_bad_one_is_refused() {
 
 #[tokio::test]
 async fn remove_acts_at_the_create_event() {
-    let Some((svc, dir)) = setup("remove").await else {
+    let Some((svc, _dir, c)) = started("remove", &policy("action = \"remove\"", None)).await else {
         return;
     };
-    std::fs::write(dir.path("allow.toml"), policy("action = \"remove\"", None)).unwrap();
-    let c = controller(&svc, &dir);
-    c.wait_synced().await;
-    svc.cli(&[
-        "create",
-        "--network",
-        "none",
-        "--name",
-        "bad-rm",
-        "localhost/dwtest-podman-sleeper:latest",
-    ])
-    .unwrap();
+    svc.create("bad-rm", &[]).unwrap();
     wait_state(&svc, "bad-rm", None).await;
     let line = c.wait_log(&["container=bad-rm ", "result=ok"], T).await.unwrap();
     assert!(

@@ -49,15 +49,7 @@ async fn every_podman_container_is_listed_with_state_and_verdict_and_changes_sho
     );
     svc.run("ok-1", &["--label", "team=a"]).unwrap();
     svc.run("bad-1", &[]).unwrap();
-    svc.cli(&[
-        "create",
-        "--network",
-        "none",
-        "--name",
-        "ok-created",
-        PODMAN_SLEEPER_IMAGE,
-    ])
-    .unwrap();
+    svc.create("ok-created", &[]).unwrap();
     let api = Api::start_unsynced(
         None,
         Opts {

@@ -177,7 +177,20 @@ impl PodmanService {
 
     /// `podman run -d` of the sleeper: `--name`, no network, then `args` (labels...).
     pub fn run(&self, name: &str, args: &[&str]) -> Result<String> {
-        let mut a = vec!["run", "-d", "--network", "none", "--name", name];
+        self.sleeper("run", name, args)
+    }
+
+    /// `podman create` of the sleeper, like [`PodmanService::run`] without the start.
+    pub fn create(&self, name: &str, args: &[&str]) -> Result<String> {
+        self.sleeper("create", name, args)
+    }
+
+    fn sleeper(&self, verb: &str, name: &str, args: &[&str]) -> Result<String> {
+        let mut a = vec![verb];
+        if verb == "run" {
+            a.push("-d");
+        }
+        a.extend_from_slice(&["--network", "none", "--name", name]);
         a.extend_from_slice(args);
         a.push(PODMAN_SLEEPER_IMAGE);
         self.cli(&a)
