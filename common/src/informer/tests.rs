@@ -544,3 +544,66 @@ async fn a_bare_key_scope_is_checked_here_not_sent_to_the_engine() {
     // A key=value scope is the engine's to filter.
     assert_eq!(container_filters(Some("team=a"))["label"], json!(["team=a"]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_inspect_ahead_of_the_start_event_is_published_after_it() {
+    let fake = Fake::default();
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    // Podman: the inspect after `create` waits for the container's lock while it starts,
+    // and answers `running` before the `start` event is read from the events file.
+    fake.add("p", "web");
+    fake.raw(podman_event("p", "create", json!({}), 1_000));
+    r.until("create", |n| {
+        matches!(n, Notice::Event { id, action: Action::Create, .. } if id == "p").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(r.store.get("p").is_none(), "held until the start event");
+    assert!(r.rx.try_recv().is_err(), "no notice before the start event");
+
+    fake.raw(podman_event("p", "start", json!({}), 2_000));
+    let first = r
+        .until("start or inspect", |n| match n {
+            Notice::Event { id, .. } if id == "p" => Some("start event"),
+            Notice::Updated(c) if c.id == "p" => Some("inspect"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first, "start event", "the event comes first");
+    r.until("inspect after it", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "p").then_some(())
+    })
+    .await;
+    assert!(r.store.get("p").is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_event_that_never_comes_holds_the_inspect_for_the_grace_only() {
+    let fake = Fake::default();
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    fake.add("lost", "web");
+    let t0 = tokio::time::Instant::now();
+    fake.raw(podman_event("lost", "create", json!({}), 1_000));
+    r.until("inspect", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "lost").then_some(())
+    })
+    .await;
+    let waited = t0.elapsed();
+    assert!(
+        waited >= EVENT_LAG_GRACE && waited < EVENT_LAG_GRACE * 2,
+        "{waited:?}"
+    );
+    // Containers only created, and those known from the list, are never held.
+    let mut created = inspect_json("c", "created-only");
+    created["State"]["Status"] = json!("created");
+    fake.state().containers.insert("c".into(), created);
+    let t0 = tokio::time::Instant::now();
+    fake.raw(podman_event("c", "create", json!({}), 2_000));
+    r.until("created", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "c").then_some(())
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_millis(100));
+}
