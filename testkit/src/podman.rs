@@ -245,11 +245,18 @@ pub fn podman_command(dir: &Path) -> Command {
 }
 
 /// Removes a service directory: containers still in its storage, mounts below it, files.
+/// A removed container's conmon runs `podman container cleanup` on its own after the
+/// removal returns, with this directory in its arguments; it would create the directory
+/// again if deleted under it, so those processes are waited for first.
 fn cleanup_dir(dir: &Path) {
     if dir.join("storage.conf").exists() {
         let _ = podman_command(dir)
             .args(["rm", "--all", "--force", "--time", "0"])
             .output();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !processes_using(dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
     }
     let _ = Command::new("sh")
         .arg("-c")
@@ -259,6 +266,25 @@ fn cleanup_dir(dir: &Path) {
         ))
         .status();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// PIDs of processes (other than this one) with `dir` in their command line: the service,
+/// its conmons and their cleanup runs.
+fn processes_using(dir: &Path) -> Vec<u32> {
+    // With the slash: /tmp/x-1 must not match the processes of /tmp/x-12.
+    let needle = format!("{}/", dir.display());
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
 }
 
 /// `GET /_ping` on the socket answers `OK`.
