@@ -1,7 +1,7 @@
 //! status-api against a real Podman (issue 13): a rootful `podman system service` of the
 //! test's own (testkit::podman), containers made with the podman CLI. Every container is
-//! listed with its state and verdict; start, stop, rename, health and removal show within a
-//! second (Podman's event stream polls its events file every 250 ms); a policy reload
+//! listed with its state, verdict and resource figures; start, stop, rename, health and
+//! removal show within a second (Podman's event stream polls its events file every 250 ms); a policy reload
 //! changes the verdicts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +87,20 @@ async fn every_podman_container_is_listed_with_state_and_verdict_and_changes_sho
     assert_eq!(api.names("allowed=false").await, ["bad-1"]);
     assert_eq!(api.names("state=running").await, ["bad-1", "ok-1"]);
     assert_eq!(api.get("/containers/ok-1").await.json()["name"], "ok-1");
+
+    // CPU and memory from Podman's stats (two rounds, 500 ms apart in tests).
+    let sampled = eventually(Duration::from_secs(10), "CPU and memory figures", || async {
+        named(&api, "ok-1")
+            .await
+            .filter(|c| c["resources"]["cpu_percent"].is_number())
+    })
+    .await
+    .unwrap();
+    assert!(
+        sampled["resources"]["memory_bytes"].as_u64().unwrap() > 0,
+        "{sampled}"
+    );
+    assert_eq!(sampled["health_class"], "healthy", "{sampled}");
 
     // Lifecycle changes, each within a second.
     svc.cli(&["start", "ok-created"]).unwrap();
