@@ -124,7 +124,9 @@ pm import --quiet --change 'ENTRYPOINT ["/dw-sleeper"]' "$SVC/sleeper.tar" dwtes
 
 say "dockwarden bench on Podman, run $RUN_ID, $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 say "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo); load at start: $(load) (waited ${waited}s for quiet)"
-say "engine: $(pm version --format 'Podman {{.Server.Version}} (compat API {{.Server.APIVersion}})' 2>/dev/null || pm --version), rootful system service, storage vfs, events file (polled every 250 ms), runtime runc"
+ver=$(curl -s --max-time 5 --unix-socket "$SOCK" http://podman/version || true)
+field() { printf '%s' "$ver" | grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4; }
+say "engine: Podman $(field Version) (Docker API $(field ApiVersion)), rootful system service, storage vfs, events file (polled every 250 ms, rotated at 1 MB), runtime runc"
 say ""
 say "== time to kill on Podman (load before: $(load)) =="
 status=0

@@ -483,24 +483,32 @@ impl Recorder {
         let (docker, label, t) = (docker.clone(), format!("{SCOPE_LABEL}={scope}"), times.clone());
         let task = tokio::spawn(async move {
             let filters = HashMap::from([("type", vec!["container"]), ("label", vec![label.as_str()])]);
-            let opts = EventsOptionsBuilder::default()
-                .since(&fmt_ts(since))
-                .filters(&filters)
-                .build();
-            let mut events = docker.events(Some(opts));
-            while let Some(Ok(e)) = events.next().await {
-                let (Some(id), Some(ts)) = (e.actor.and_then(|a| a.id), e.time_nano) else {
-                    continue;
-                };
-                let mut map = t.lock().unwrap_or_else(|p| p.into_inner());
-                let times = map.entry(id).or_default();
-                let slot = match e.action.as_deref() {
-                    Some("start") => &mut times.start,
-                    Some("die") => &mut times.die,
-                    Some("destroy") => &mut times.destroy,
-                    _ => continue,
-                };
-                slot.get_or_insert(ts);
+            // Podman closes every event stream when it rotates its events file (1 MB by
+            // default, a few thousand events): follow on from the last event seen.
+            let mut since = since;
+            loop {
+                let opts = EventsOptionsBuilder::default()
+                    .since(&fmt_ts(since))
+                    .filters(&filters)
+                    .build();
+                let mut events = docker.events(Some(opts));
+                while let Some(Ok(e)) = events.next().await {
+                    let (Some(id), Some(ts)) = (e.actor.and_then(|a| a.id), e.time_nano) else {
+                        continue;
+                    };
+                    since = since.max(ts);
+                    let mut map = t.lock().unwrap_or_else(|p| p.into_inner());
+                    let times = map.entry(id).or_default();
+                    let slot = match e.action.as_deref() {
+                        Some("start") => &mut times.start,
+                        Some("die") => &mut times.die,
+                        // Podman says `remove`.
+                        Some("destroy" | "remove") => &mut times.destroy,
+                        _ => continue,
+                    };
+                    slot.get_or_insert(ts);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         Recorder { times, task }
