@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# Load test of GET /containers (issue 3, acceptance 5): status-api, which answers from the
-# informer's in-memory picture, side by side in one run with pass-through baselines that
-# ask Docker on every request (status-api/examples/passthrough.rs: list + inspect giving
-# the same JSON, and a bare list like `docker ps`). N running sleeper containers of our own,
-# scoped by label so that other containers on the engine do not count. wrk (Debian's) drives
-# the load over loopback; the script prints a table and removes its containers and image
-# (named dwtest-bench-*), pass or fail.
+# Load test of GET /containers (issue 10): status-api beside nginx serving the same bytes
+# from a file (the floor), in one run, plain and gzip, at N running containers for each N
+# in SIZES. The goal: status-api >= 0.8x nginx's req/s and p99 <= 1.5x nginx's p99, and
+# status-api's RSS <= 20 MiB at 1,000 containers under that load.
 #
-#   bash bench/api-load.sh            # N=100 containers, 10 s per target, 16 connections
-#   N=200 DURATION=20s CONNECTIONS=32 bash bench/api-load.sh
+# The containers are sleepers of our own image (FROM scratch, nothing pulled), named
+# dwtest-api-bench-<pid>-N and labelled so that status-api (--scope) sees only them. nginx
+# (Debian's nginx-light, one worker, as the issue measured) listens on a free loopback port
+# and is started and stopped by this script, by PID. wrk (Debian's) drives the load over
+# loopback. Containers, image, processes and files are removed at the end, pass or fail.
+#
+#   bash bench/api-load.sh          # SIZES="100 1000", 3 rounds of 5 s per target, 16 connections
+#   SIZES=100 ROUNDS=5 DURATION=10s CONNECTIONS=32 bash bench/api-load.sh
+#
+# The machine is shared: a burst of other work during one target's run would decide the
+# comparison. So the targets take turns (status-api, nginx, status-api, nginx, ... ROUNDS
+# times each) and the table shows each one's median round.
 #
 # Not a timed test: figures depend on the machine (this one: 2 cores shared by wrk, the
-# server under test and dockerd).
+# server under test and dockerd). Exit status: 0 when every goal is met, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${N:-100}
-DURATION=${DURATION:-10s}
+SIZES=${SIZES:-"100 1000"}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-2}
-PREFIX="dwtest-bench-$$"
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+PREFIX="dwtest-api-bench-$$"
 SCOPE="dwtest.scope=$PREFIX"
-TAG=dwtest-bench-sleeper:latest
-WORK=$(mktemp -d /tmp/dwtest-bench.XXXXXX)
+TAG="dwtest-api-bench-sleeper:$$"
+WORK=$(mktemp -d /tmp/dwtest-api-bench.XXXXXX)
 PIDS=()
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -31,9 +40,10 @@ fail() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  ids=$(docker ps -aq --filter "name=^/?$PREFIX" 2>/dev/null || true)
+  log "removing containers named $PREFIX-*"
+  ids=$(docker ps -aq --filter "name=^/?$PREFIX-" 2>/dev/null || true)
   # shellcheck disable=SC2086
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+  [ -n "$ids" ] && echo "$ids" | xargs -n 100 docker rm -f >/dev/null 2>&1
   docker rmi -f "$TAG" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -42,6 +52,7 @@ trap cleanup EXIT
 need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -50,53 +61,70 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 timeout 10 docker info >/dev/null 2>&1 || fail "no Docker Engine answers"
 
-# Binaries: status-api as shipped (static release) and the baseline (release example).
+# status-api as shipped (static release) and the sleeper fixture.
 bash scripts/build-static.sh >&2
-cargo build --release -q -p status-api --example passthrough >&2
-API=target/x86_64-unknown-linux-gnu/release/status-api
-BASELINE=target/release/examples/passthrough
-
-# A FROM-scratch sleeper image of our own (nothing is pulled) and N running containers.
+BIN=target/x86_64-unknown-linux-gnu/release
 mkdir -p "$WORK/ctx"
-cp target/x86_64-unknown-linux-gnu/release/dw-sleeper "$WORK/ctx/"
+cp "$BIN/dw-sleeper" "$WORK/ctx/"
 printf 'FROM scratch\nCOPY dw-sleeper /dw-sleeper\nENTRYPOINT ["/dw-sleeper"]\n' >"$WORK/ctx/Dockerfile"
 DOCKER_BUILDKIT=0 docker build -q -t "$TAG" --label dwtest=1 "$WORK/ctx" >/dev/null
-log "starting $N containers"
-seq 1 "$N" | xargs -P 8 -I{} docker run -d --name "$PREFIX-{}" --label "$SCOPE" --network none "$TAG" >/dev/null
-running=$(docker ps -q --filter "label=$SCOPE" --filter status=running | wc -l)
-[ "$running" -eq "$N" ] || fail "$running of $N containers running"
 
-# Both servers on free loopback ports.
-"$API" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$WORK/api.log" 2>&1 &
-PIDS+=($!)
-"$BASELINE" --listen 127.0.0.1:0 --scope "$SCOPE" >"$WORK/baseline.log" 2>&1 &
-PIDS+=($!)
-API_ADDR="" BASE_ADDR=""
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# status-api on a free loopback port (read back from its log).
+"$BIN/status-api" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$WORK/api.log" 2>&1 &
+API_PID=$!
+PIDS+=("$API_PID")
+API_ADDR=""
 for _ in $(seq 1 100); do
   API_ADDR=$(grep -o '"addr":"[^"]*"' "$WORK/api.log" | head -1 | cut -d'"' -f4 || true)
-  BASE_ADDR=$(sed -n 's/^listening on //p' "$WORK/baseline.log" | head -1)
-  [ -n "$API_ADDR" ] && [ -n "$BASE_ADDR" ] && break
+  [ -n "$API_ADDR" ] && break
+  kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/api.log" >&2; fail "status-api exited"; }
   sleep 0.1
 done
 [ -n "$API_ADDR" ] || { cat "$WORK/api.log" >&2; fail "status-api did not start"; }
-[ -n "$BASE_ADDR" ] || { cat "$WORK/baseline.log" >&2; fail "the baseline did not start"; }
 for _ in $(seq 1 150); do
-  "$API" healthcheck --url "http://$API_ADDR/readyz" 2>/dev/null && break
+  "$BIN/status-api" healthcheck --url "http://$API_ADDR/readyz" 2>/dev/null && break
   sleep 0.2
 done
 
-# Measure status-api with its resource figures in the answer (the first sampling round).
-for _ in $(seq 1 150); do
-  curl -fsS "http://$API_ADDR/containers" | grep -q '"sampled_at"' && break
-  sleep 0.2
+# nginx, one worker, serving the files this script writes from status-api's answers.
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/www" "$WORK/nginx-tmp"
+chmod 755 "$WORK" "$WORK/www"
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK/nginx-tmp;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $WORK/www;
+    location = /containers { default_type application/json; try_files /containers.json =404; }
+    location = /containers.gz {
+      default_type application/json;
+      add_header Content-Encoding gzip;
+      try_files /containers.json.gz =404;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" -g 'daemon off; user root;' &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break
+  kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx-error.log" >&2; fail "nginx exited"; }
+  sleep 0.1
 done
-count() { curl -fsS "$1" | grep -o '"id":"[0-9a-f]\{64\}"' | wc -l; }
-[ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api does not list $N containers"
-[ "$(count "http://$BASE_ADDR/containers")" -eq "$N" ] || fail "the baseline does not list $N containers"
-[ "$(curl -fsS "http://$BASE_ADDR/ps" | grep -o '"Id":"[0-9a-f]\{64\}"' | wc -l)" -eq "$N" ] ||
-  fail "the bare list does not list $N containers"
-bytes_api=$(curl -fsS "http://$API_ADDR/containers" | wc -c)
-bytes_base=$(curl -fsS "http://$BASE_ADDR/containers" | wc -c)
+log "status-api (pid $API_PID) on $API_ADDR, nginx (pid $NGINX_PID, $NGINX_WORKERS worker) on 127.0.0.1:$NGINX_PORT"
 
 # wrk's latency (e.g. 635.91us, 1.20ms, 2.01s) in milliseconds.
 to_ms() {
@@ -108,44 +136,100 @@ to_ms() {
     else printf "%s", v }'
 }
 
-# load NAME URL: warm up, measure, record "name rps p50 p99 errors".
-declare -A RPS P50 P99 ERRS
+# load NAME URL [wrk args...]: one measured round (a warm-up first time), appended to
+# NAME's lists of req/s, p99 and errors.
+declare -A RPS P99 ERRS WARM RSS_LINE
 load() {
   local name=$1 url=$2 out="$WORK/wrk-$1.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 10s "$url" >/dev/null 2>&1 || true
+  shift 2
+  if [ -z "${WARM[$name]:-}" ]; then
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
+    WARM[$name]=1
+  fi
   log "wrk $name: $url for $DURATION"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency "$url" >"$out" 2>&1 ||
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency "$@" "$url" >"$out" 2>&1 ||
     { cat "$out" >&2; fail "wrk failed against $name"; }
-  RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  P50[$name]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-  P99[$name]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  RPS[$name]+=" $(awk '/^Requests\/sec:/ {print $2}' "$out")"
+  P99[$name]+=" $(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
   local non2xx socket
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
   socket=$(awk '/Socket errors/ {n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i; print n}' "$out")
-  ERRS[$name]=$(( ${non2xx:-0} + ${socket:-0} ))
+  ERRS[$name]=$(( ${ERRS[$name]:-0} + ${non2xx:-0} + ${socket:-0} ))
 }
 
-load status-api "http://$API_ADDR/containers"
-load passthrough "http://$BASE_ADDR/containers"
-load docker-ps "http://$BASE_ADDR/ps"
+# The median of a list of numbers.
+median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# The informer kept up: still N containers, no Docker call per request.
-[ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api lost containers under load"
+count() { curl -fsS "$1" | grep -o '"id":"[0-9a-f]\{64\}"' | wc -l; }
+rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }'; }
+ROWS=()
+ok=1
+started=0
+for N in $SIZES; do
+  if [ "$N" -gt "$started" ]; then
+    log "starting containers $((started + 1))..$N"
+    seq $((started + 1)) "$N" | xargs -P 8 -I{} docker run -d --name "$PREFIX-{}" --label "$SCOPE" --network none "$TAG" >/dev/null ||
+      fail "could not start $N containers (the shared engine may be too loaded for this many)"
+    started=$N
+  fi
+  running=$(docker ps -q --filter "label=$SCOPE" --filter status=running | wc -l)
+  [ "$running" -eq "$N" ] || fail "$running of $N containers running"
+  # Wait until status-api lists all N, with their resource figures (a sampling round).
+  for _ in $(seq 1 300); do
+    [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] && curl -fsS "http://$API_ADDR/containers" | grep -q '"sampled_at"' && break
+    sleep 0.5
+  done
+  [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api does not list $N containers"
+  # The same bytes for nginx: status-api's answer, plain and gzip as it sends them.
+  curl -fsS -o "$WORK/www/containers.json" "http://$API_ADDR/containers"
+  curl -fsS -H 'Accept-Encoding: gzip' -o "$WORK/www/containers.json.gz" "http://$API_ADDR/containers"
+  chmod 644 "$WORK/www/"*
+  gzip -t <"$WORK/www/containers.json.gz" 2>/dev/null || fail "status-api's gzip answer is not gzip"
+  [ "$(count "http://127.0.0.1:$NGINX_PORT/containers")" -eq "$N" ] || fail "nginx does not serve the $N containers"
+  plain_bytes=$(wc -c <"$WORK/www/containers.json")
+  gzip_bytes=$(wc -c <"$WORK/www/containers.json.gz")
+
+  for _ in $(seq 1 "$ROUNDS"); do
+    load "api-plain-$N" "http://$API_ADDR/containers"
+    load "nginx-plain-$N" "http://127.0.0.1:$NGINX_PORT/containers"
+    load "api-gzip-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip'
+    load "nginx-gzip-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip'
+  done
+  [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api lost containers under load"
+  rss=$(rss_kib "$API_PID" VmRSS)
+  hwm=$(rss_kib "$API_PID" VmHWM)
+  for form in plain gzip; do
+    a="api-$form-$N" b="nginx-$form-$N"
+    ar=$(median "${RPS[$a]}") br=$(median "${RPS[$b]}") ap=$(median "${P99[$a]}") bp=$(median "${P99[$b]}")
+    log "$a rounds: req/s${RPS[$a]}; p99${P99[$a]}"
+    log "$b rounds: req/s${RPS[$b]}; p99${P99[$b]}"
+    r=$(awk -v a="$ar" -v b="$br" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    p=$(awk -v a="$ap" -v b="$bp" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 99) }')
+    verdict=$(awk -v r="$r" -v p="$p" -v e="${ERRS[$a]}" 'BEGIN { print (r >= 0.8 && p <= 1.5 && e == 0) ? "ok" : "MISSED" }')
+    [ "$verdict" = ok ] || ok=0
+    bytes=$plain_bytes
+    [ "$form" = gzip ] && bytes=$gzip_bytes
+    ROWS+=("$(printf '| %5s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |' \
+      "$N" "$form" "$bytes" "$ar" "$ap" "${ERRS[$a]}" "$br" "$bp" "${r}x" "${p}x" "$verdict")")
+  done
+  rss_mib=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+  hwm_mib=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+  RSS_LINE[$N]="status-api RSS at $N containers after the load: $rss_mib MiB (peak since start $hwm_mib MiB)"
+  if [ "$N" -ge 1000 ] && awk -v h="$hwm" 'BEGIN { exit !(h > 20 * 1024) }'; then ok=0; RSS_LINE[$N]+=" — over the 20 MiB goal"; fi
+done
+
 echo
-echo "GET /containers with $N running containers (wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback; $(nproc) cores shared by wrk, servers and dockerd)"
-echo "body: status-api $bytes_api bytes (with CPU/memory figures), pass-through $bytes_base bytes (same JSON without figures)"
+echo "GET /containers, status-api beside nginx ($NGINX_WORKERS worker) serving the same bytes from a file"
+echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
+echo "$(nproc) cores shared by wrk, both servers, dockerd and whatever else runs on the machine; one run of this script"
 echo
-printf '| %-42s | %10s | %9s | %9s | %6s | %16s | %12s |\n' "target" "req/s" "p50 ms" "p99 ms" "errors" "api/row req/s" "row/api p99"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "--------------------------------------------" "------------" "-----------" "-----------" "--------" "------------------" "--------------"
-row() {
-  local name=$1 label=$2
-  printf '| %-42s | %10s | %9s | %9s | %6s | %16s | %12s |\n' "$label" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "${ERRS[$name]}" \
-    "$(ratio "${RPS[status-api]}" "${RPS[$name]}")x" "$(ratio "${P99[$name]}" "${P99[status-api]}")x"
-}
-row status-api "status-api (in-memory picture)"
-row passthrough "pass-through: list + inspect per request"
-row docker-ps "pass-through: bare list per request (ps)"
+printf '| %5s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |\n' \
+  "N" "form" "bytes" "api req/s" "api p99" "api errs" "nginx r/s" "nginx p99" "req/s x" "p99 x" "goal"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------- ------- ---------- ------------ ----------- ----------- ------------ ----------- ----------- --------- --------
+for r in "${ROWS[@]}"; do echo "$r"; done
 echo
-echo "api/row req/s: status-api's throughput over that row's; row/api p99: that row's p99 latency over status-api's."
+echo "p99 in ms. req/s x: status-api over nginx (goal >= 0.80); p99 x: status-api over nginx (goal <= 1.50);"
+echo "api errs: non-2xx answers and socket errors over all rounds. Every round's figures are in the log above."
+for N in $SIZES; do echo "${RSS_LINE[$N]}"; done
+[ "$ok" = 1 ] && echo "All goals met." || { echo "Some goals MISSED (see the goal column and RSS lines)."; exit 1; }

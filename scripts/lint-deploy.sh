@@ -7,6 +7,7 @@
 #   hadolint                         Dockerfile and Dockerfile.local
 #   final stages identical           Dockerfile and Dockerfile.local build the same image
 #   docker-compose config -q         docker-compose.yml
+#   docker stack config              docker-stack.yml (the CLI's own stack loader, offline)
 #   state-controller check           config/allowlist.toml and k8s/allowlist.toml (when built)
 # The tools come from PyPI into a venv cached under target/lint-venv (made once, reused while
 # the pinned versions below are unchanged). Exits non-zero when any check fails.
@@ -76,7 +77,7 @@ echo "rendered $(grep -c '^kind:' "$RENDERED") objects into $RENDERED"
 manifests=()
 for f in k8s/*.yaml; do [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f"); done
 
-run "yamllint -s" "$V/yamllint" -s -c .yamllint.yaml .yamllint.yaml k8s/ docker-compose.yml
+run "yamllint -s" "$V/yamllint" -s -c .yamllint.yaml .yamllint.yaml k8s/ docker-compose.yml docker-stack.yml
 run "kubernetes-validate --strict (files)" \
   "$V/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "${manifests[@]}"
 run "kubernetes-validate --strict (rendered kustomization)" \
@@ -110,6 +111,10 @@ else
   step "docker-compose config -q"; echo "FAILED: docker-compose not installed (apt-get install docker-compose)"
   failed+=("docker-compose config -q")
 fi
+# The stack file through the loader `docker stack deploy` uses (no engine needed); it refuses
+# keys the stack format does not have (group_add, for one).
+stack_config() { docker stack config -c docker-stack.yml >/dev/null; }
+run "docker stack config (docker-stack.yml)" stack_config
 SC=target/x86_64-unknown-linux-gnu/release/state-controller
 if [ -x "$SC" ]; then
   # Offline on purpose (no Docker host): only the files are judged, not this engine's containers.

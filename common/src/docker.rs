@@ -72,35 +72,97 @@ pub fn connect_in_background(host: Option<String>) -> tokio::sync::watch::Receiv
 pub use crate::decision::Identity;
 
 /// This process's own container and image, when it runs in a container: the container ID,
-/// its image ID and the names that image is known by. Retries until the engine answers:
-/// sparing ourselves must never depend on luck.
+/// its image ID and the names that image is known by. The container is found by
+/// [`crate::identity`] (the root overlay, the cgroup, the mounted per-container files, the
+/// pod); under cri-dockerd the mounted files name the pod's sandbox, never taken for ours.
+/// Retries until the engine answers: sparing ourselves must never depend on luck.
 pub async fn identity<E: Engine>(engine: &E) -> Identity {
-    let Some(id) = own_container_id() else {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let clues = crate::identity::clues(
+        &read("/proc/self/mountinfo"),
+        &read("/proc/self/cgroup"),
+        &read("/etc/hostname"),
+        crate::identity::pod_from_env(|k| std::env::var(k).ok()),
+    );
+    if clues.upper_dir.is_none()
+        && clues.cgroup_id.is_none()
+        && clues.mounted_ids.is_empty()
+        && clues.pod.is_none()
+    {
         tracing::info!("not running in a container: no container is spared as dockwarden's own");
         return Identity::default();
-    };
+    }
     let mut backoff = Backoff::default();
     loop {
-        match learn(engine, &id).await {
-            Ok(me) => {
-                tracing::info!(container = %&id[..12], image = me.image_id.as_deref().unwrap_or("?"),
+        let found = match find_own(engine, &clues).await {
+            Ok(Some(choice)) => learn(engine, &choice.id).await.map(|me| Some((me, choice))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(Some((me, choice))) => {
+                tracing::info!(container = %&choice.id[..choice.id.len().min(12)], found_by = %choice.by,
+                    image = me.image_id.as_deref().unwrap_or("?"),
                     "running in a container: this container, and containers of its image running dockwarden's own programs, are never acted on");
                 return me;
             }
-            Err(e) if e.status() == Some(404) => {
-                tracing::warn!(container = %id, "own container ID not known to this engine; sparing by ID only");
-                return Identity {
-                    container_id: Some(id),
-                    ..Default::default()
-                };
+            Ok(None) => {
+                tracing::warn!(clues = ?clues,
+                    "running in a container, but which one cannot be told: no container is spared as dockwarden's own");
+                return Identity::default();
             }
             Err(e) => {
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, "cannot inspect own container yet; retrying");
+                tracing::warn!(error = %e, "cannot look up our own container yet; retrying");
                 tokio::time::sleep(wait).await;
             }
         }
     }
+}
+
+/// Lists the containers, inspects the shortlisted ones for their upper directory, and
+/// picks ours.
+async fn find_own<E: Engine>(
+    engine: &E,
+    clues: &crate::identity::Clues,
+) -> Result<Option<crate::identity::Choice>, EngineError> {
+    use serde_json::Value;
+    let listed = engine.summaries().await?;
+    let mut summaries: Vec<crate::identity::Summary> = listed
+        .iter()
+        .map(|c| crate::identity::Summary {
+            id: c.get("Id").and_then(Value::as_str).unwrap_or("").to_string(),
+            labels: crate::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
+            live: crate::container::State::from_engine(c.get("State").and_then(Value::as_str).unwrap_or(""))
+                .is_live(),
+            bind_sources: match c.get("Mounts") {
+                Some(Value::Array(m)) => m
+                    .iter()
+                    .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
+                    .filter_map(|m| m.get("Source").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            upper_dir: None,
+        })
+        .filter(|s| !s.id.is_empty())
+        .collect();
+    for id in crate::identity::shortlist(clues, &summaries) {
+        match engine.inspect(&id).await {
+            Ok(v) => {
+                let upper = v
+                    .pointer("/GraphDriver/Data/UpperDir")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Some(s) = summaries.iter_mut().find(|s| s.id == id) {
+                    s.upper_dir = upper;
+                }
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(crate::identity::choose(clues, &summaries))
 }
 
 async fn learn<E: Engine>(engine: &E, id: &str) -> Result<Identity, EngineError> {
@@ -132,54 +194,5 @@ pub fn status_code(e: &bollard::errors::Error) -> Option<u16> {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
-    }
-}
-
-/// The ID of the container this process runs in, if any, read from `/proc/self/mountinfo`
-/// (Docker bind-mounts `/etc/hostname` etc. from `.../containers/<id>/`) with
-/// `/proc/self/cgroup` as the fallback (cgroup v1 and systemd-driver paths).
-pub fn own_container_id() -> Option<String> {
-    let from = |text: &str| text.lines().find_map(container_id_in);
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|t| from(&t))
-        .or_else(|| {
-            std::fs::read_to_string("/proc/self/cgroup")
-                .ok()
-                .and_then(|t| from(&t))
-        })
-}
-
-/// Finds a 64-hex container ID after `containers/`, `docker/` or `docker-` in one line.
-fn container_id_in(line: &str) -> Option<String> {
-    for marker in ["/containers/", "/docker/", "docker-"] {
-        let mut rest = line;
-        while let Some(i) = rest.find(marker) {
-            rest = &rest[i + marker.len()..];
-            let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
-            if id.len() == 64 {
-                return Some(id);
-            }
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_container_id_in_mountinfo_and_cgroup_lines() {
-        let id = "a".repeat(64);
-        let mi = format!("612 590 254:0 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4");
-        assert_eq!(container_id_in(&mi), Some(id.clone()));
-        assert_eq!(
-            container_id_in(&format!("0::/system.slice/docker-{id}.scope")),
-            Some(id.clone())
-        );
-        assert_eq!(container_id_in(&format!("12:memory:/docker/{id}")), Some(id));
-        assert_eq!(container_id_in("0::/user.slice/session-1.scope"), None);
-        assert_eq!(container_id_in("/var/lib/docker/containers/abc/hostname"), None);
     }
 }

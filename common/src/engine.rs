@@ -150,6 +150,9 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// The IDs of every container (`GET /containers/json?all=1`), only those with `label`
     /// when given.
     fn list(&self, label: Option<&str>) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    /// Every container's list entry (`GET /containers/json?all=1`), whole: for the one-time
+    /// search of our own container at start-up.
+    fn summaries(&self) -> impl Future<Output = Result<Vec<Value>, EngineError>> + Send;
     /// One container's list entry (`GET /containers/json?all=1&filters={"id":[id]}`), for
     /// a container whose inspect keeps failing; `None` when the engine has no such container.
     fn summary(&self, id: &str) -> impl Future<Output = Result<Option<Value>, EngineError>> + Send;
@@ -449,6 +452,16 @@ impl Engine for HttpEngine {
         // megabytes of labels must not make every re-list hold them all at once.
         let listed: Vec<Listed> = self.get_streamed("list containers", &q).await?;
         Ok(listed.into_iter().filter_map(|l| l.id).collect())
+    }
+
+    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
+        match self.get_json("list containers", "/containers/json?all=1").await? {
+            Value::Array(v) => Ok(v),
+            other => Err(EngineError::Decode {
+                what: "list containers".into(),
+                message: format!("expected an array, got {}", kind(&other)),
+            }),
+        }
     }
 
     async fn summary(&self, id: &str) -> Result<Option<Value>, EngineError> {

@@ -14,8 +14,12 @@
 //! - [`store`]: the in-memory picture of the host; one writer, many cheap readers.
 //! - [`informer`]: list + watch of the engine into the store, with reconnect, replay and
 //!   re-list; [`queue`] is its deduplicating work queue.
+//! - [`http`]: the hardened HTTP/1.1 server both binaries listen with (header-read
+//!   timeout, connection cap, graceful shutdown).
 //! - [`probe`]: the `healthcheck` subcommand's HTTP probe (images have no curl).
 //! - [`docker`]: bollard connections (status-api's stats and logs), who we are.
+//! - [`identity`]: which container is this process's own (plain Docker, Swarm, a Kubernetes
+//!   pod under cri-dockerd), from its mount table, cgroup and pod, as pure functions.
 //! - [`metrics`]: the informer and policy metrics both binaries export under one set of names.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
@@ -26,6 +30,8 @@ pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod http;
+pub mod identity;
 pub mod informer;
 pub mod metrics;
 pub mod policy;

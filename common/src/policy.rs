@@ -2,7 +2,7 @@
 //! [`Policy::evaluate`] that both binaries use. A bad file is refused whole, with its
 //! file, line and column; nothing is guessed.
 //!
-//! Semantics (also in the README):
+//! Semantics (also in docs/policy.md):
 //! - A container is allowed when ANY `[[allow]]` rule matches; within one rule EVERY field
 //!   given must match. A rule with no field is refused, and so is a file with no rule (an
 //!   empty or truncated file must never read as "deny everything").

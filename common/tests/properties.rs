@@ -505,7 +505,7 @@ proptest! {
                 prop_assert!(!p.evaluate(&stranger()).allowed, "prefix admits a stranger:\n{}", prefix);
                 // Single-field rules cut at a line end are the same rules or fewer: nothing
                 // the whole file denies becomes allowed. (A multi-field rule cut after its
-                // first field IS wider: see the README on in-place writes.)
+                // first field IS wider: see docs/state-controller.md on in-place writes.)
                 if g.rules.iter().all(|r| r.fields == 1) {
                     prop_assert!(p.rules.len() <= g.rules.len());
                 }

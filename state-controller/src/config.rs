@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// and tests on a shared engine. Unset or empty: every container.
     #[arg(long, env = "DOCKWARDEN_SCOPE", global = true, value_parser = common::informer::parse_label_selector)]
     pub scope: Option<String>,
+    /// Serve Docker's authorization-plugin protocol on this unix socket, so the engine asks
+    /// before a denied container exists. The plugin's name is the file name without
+    /// `.sock`: `/run/docker/plugins/dockwarden.sock` is `--authorization-plugin=dockwarden`.
+    #[arg(long, env = "DOCKWARDEN_AUTHZ_SOCKET")]
+    pub authz_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -150,7 +150,8 @@ struct Record {
 pub struct Enforcer {
     me: Identity,
     records: HashMap<String, Record>,
-    /// Actions per container name: a name that keeps coming back is reported.
+    /// Actions per workload (a container name, or the pod container, Swarm slot or compose
+    /// service it belongs to): one that keeps coming back is reported.
     acted_names: HashMap<String, u32>,
     pub tally: Tally,
 }
@@ -261,7 +262,8 @@ impl Enforcer {
             };
             let a = *a;
             record.event = None;
-            self.act(id, a, line, loaded, out);
+            let workload = common::identity::workload_key(&c.name, &c.labels);
+            self.act(id, a, line, workload, loaded, out);
             return;
         }
         self.consider(&c, loaded, trigger, time_nano, out);
@@ -428,7 +430,8 @@ impl Enforcer {
                         let record = self.records.entry(c.id.clone()).or_default();
                         record.logged = Some(key.clone());
                         record.decided = Some((loaded.generation, decision.clone(), c.name.clone()));
-                        self.act(&c.id, *a, l, loaded, out);
+                        let workload = common::identity::workload_key(&c.name, &c.labels);
+                        self.act(&c.id, *a, l, workload, loaded, out);
                         return;
                     }
                 }
@@ -439,20 +442,30 @@ impl Enforcer {
         record.decided = Some((loaded.generation, decision, c.name.clone()));
     }
 
-    /// Starts `action` on the container unless one is already under way.
-    fn act(&mut self, id: &str, action: Action, line: Line, loaded: &Loaded, out: &mut Vec<Command>) {
+    /// Starts `action` on the container unless one is already under way. `workload` names
+    /// what an orchestrator re-creates under new names ([`common::identity::workload_key`]):
+    /// actions on it again are comebacks.
+    fn act(
+        &mut self,
+        id: &str,
+        action: Action,
+        line: Line,
+        workload: String,
+        loaded: &Loaded,
+        out: &mut Vec<Command>,
+    ) {
         let record = self.records.entry(id.to_string()).or_default();
         if record.inflight {
             return;
         }
         record.inflight = true;
         let attempt = record.attempt.max(1);
-        if self.acted_names.len() >= MAX_TRACKED_NAMES && !self.acted_names.contains_key(&line.container) {
+        if self.acted_names.len() >= MAX_TRACKED_NAMES && !self.acted_names.contains_key(&workload) {
             // Endless unique names must not grow memory without bound; forgetting only
             // weakens the "keeps coming back" report.
             self.acted_names.clear();
         }
-        let count = self.acted_names.entry(line.container.clone()).or_default();
+        let count = self.acted_names.entry(workload).or_default();
         let comebacks = if attempt == 1 {
             *count += 1;
             *count - 1

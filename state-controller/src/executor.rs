@@ -51,7 +51,7 @@ pub struct DecisionRecord {
 pub struct Decisions(Arc<Mutex<VecDeque<DecisionRecord>>>);
 
 impl Decisions {
-    fn push(&self, r: DecisionRecord) {
+    pub(crate) fn push(&self, r: DecisionRecord) {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= DECISIONS_KEPT {
             q.pop_front();
@@ -252,7 +252,7 @@ fn latency_ms(trigger_nano: i64) -> f64 {
     ((now_nano() - trigger_nano) as f64 / 1e6).max(0.0)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     jiff::Timestamp::try_from(SystemTime::now())
         .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
         .unwrap_or_default()

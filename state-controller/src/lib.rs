@@ -7,12 +7,15 @@
 //! - [`executor`]: runs the commands against the engine, writes decision lines, keeps the
 //!   recent ones for `/decisions`.
 //! - [`metrics`]: Prometheus metrics, `/metrics`, `/healthz` and `/decisions`.
+//! - [`authz`]: the authorization plugin (prevention), on a unix socket, over the same
+//!   policy and decision.
 //! - [`check`]: the `check` subcommand.
 //!
 //! [`run`] wires them: the policy reloader, the informer (list + watch), the enforcer loop
 //! and the metrics endpoint run side by side; if any of them ends, the process ends with an
 //! error so the orchestrator restarts it.
 
+pub mod authz;
 pub mod check;
 pub mod config;
 pub mod enforcer;
@@ -44,6 +47,8 @@ pub struct Settings {
     pub docker_host: Option<String>,
     pub metrics_listen: SocketAddr,
     pub scope: Option<String>,
+    /// Serve the authorization-plugin protocol on this unix socket.
+    pub authz_socket: Option<PathBuf>,
 }
 
 /// Why the controller stopped with an error; `BadPolicy` means exit code 2.
@@ -61,6 +66,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Failure> {
     let (policy, reload_task) = common::reload::start(&settings.allowlist).map_err(Failure::BadPolicy)?;
+    // The plugin socket first: an engine configured with this plugin validates it at its
+    // own start-up and refuses to start without it, so it must answer before Docker does.
+    let authz_listener = match &settings.authz_socket {
+        Some(path) => Some(authz::bind(path).map_err(Failure::Other)?),
+        None => None,
+    };
     let loaded = policy.current();
     let engine = HttpEngine::new(settings.docker_host.as_deref())
         .context("the Docker host")
@@ -108,6 +119,26 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (authz_stop_tx, authz_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(listener), Some(path)) = (authz_listener, &settings.authz_socket) {
+        let plugin = Arc::new(authz::Authz {
+            policy: policy.clone(),
+            store: store.clone(),
+            engine: engine.clone(),
+            identity: identity.clone(),
+            metrics: metrics.clone(),
+            decisions: executor.decisions.clone(),
+        });
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        tracing::info!(socket = %path.display(), plugin = %name,
+            "authorization plugin listening: start dockerd with --authorization-plugin={name}");
+        tokio::spawn(authz::serve(listener, plugin, async {
+            let _ = authz_stop_rx.await;
+        }));
+    }
     let server = tokio::spawn(metrics::serve(listener, endpoint, async {
         let _ = stop_rx.await;
     }));
@@ -127,6 +158,10 @@ pub async fn run(
         r = reload_task => Err(anyhow::anyhow!("the policy reloader ended unexpectedly: {r:?}")),
     };
     let _ = stop_tx.send(());
+    let _ = authz_stop_tx.send(());
+    if let Some(path) = &settings.authz_socket {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     result.map_err(Failure::Other)
 }

@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
                 docker_host: cli.run.docker_host,
                 metrics_listen: cli.run.metrics_listen,
                 scope,
+                authz_socket: cli.run.authz_socket.filter(|p| !p.as_os_str().is_empty()),
             };
             match state_controller::run(settings, common::shutdown::signal()).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub tally: Arc<Mutex<Tally>>,
     /// Containers the enforcer holds a record for.
     pub tracked: Arc<AtomicUsize>,
+    authz: Family<Labels, Counter>,
+    authz_latency: Histogram,
 }
 
 /// What is computed at scrape time.
@@ -154,6 +156,18 @@ impl Metrics {
             "Actions on a container name that was acted on before: it keeps coming back",
             recurring.clone(),
         );
+        let authz = Family::<Labels, Counter>::default();
+        let authz_latency = Histogram::new(exponential_buckets(0.000_005, 2.0, 16));
+        registry.register(
+            "dockwarden_authz_requests",
+            "Authorization-plugin requests, by endpoint (create, start, restart, unpause, exec, other) and result (allow, deny, audit: would deny)",
+            authz.clone(),
+        );
+        registry.register(
+            "dockwarden_authz_decision_seconds",
+            "Time the authorization plugin took to answer",
+            authz_latency.clone(),
+        );
         let tally: Arc<Mutex<Tally>> = Arc::default();
         let tracked: Arc<AtomicUsize> = Arc::default();
         registry.register_collector(Box::new(SharedMetrics {
@@ -175,7 +189,17 @@ impl Metrics {
             recurring,
             tally,
             tracked,
+            authz,
+            authz_latency,
         }
+    }
+
+    /// Counts one authorization answer and its time.
+    pub fn authz(&self, endpoint: &'static str, result: &'static str, since: std::time::Instant) {
+        self.authz
+            .get_or_create(&[("endpoint", endpoint), ("result", result)])
+            .inc();
+        self.authz_latency.observe(since.elapsed().as_secs_f64());
     }
 
     pub fn action(&self, action: &'static str, result: &'static str) {
@@ -237,15 +261,20 @@ pub fn routes(ep: Endpoint) -> impl Filter<Extract = (impl warp::Reply,), Error 
     })
 }
 
-/// Serves [`routes`] on `listener` until `shutdown` resolves.
+/// Serves [`routes`] on `listener` until `shutdown` resolves: HTTP/1.1 with a header-read
+/// timeout and a connection cap (common::http): this listener is reachable by whatever can
+/// reach the metrics port.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ep: Endpoint,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(ep))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    common::http::serve_warp(
+        listener,
+        routes(ep),
+        common::http::Limits::default(),
+        Arc::default(),
+        shutdown,
+    )
+    .await;
 }

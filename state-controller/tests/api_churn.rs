@@ -105,7 +105,7 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--allowlist")
         .arg(&policy)
-        .args(["--scope", &scope.selector(), "--stats-interval", "1"])
+        .args(["--scope", &scope.selector(), "--stats-interval", "1", "--logs"])
         .env("RUST_LOG", "info")
         .stdout(out.try_clone().unwrap())
         .stderr(out)

@@ -240,9 +240,12 @@ async fn a_new_policy_applies_to_what_runs_and_a_bad_one_is_refused() {
     c.wait_synced().await;
     svc.run("ok-a", &[]).unwrap();
     svc.run("ok-b", &[]).unwrap();
-    c.wait_log(&["container=ok-b ", "verdict=allow"], T)
-        .await
-        .unwrap();
+    // Both running in the controller's picture: the new policy finds them there.
+    eventually(T, "two running containers in the picture", || async {
+        (c.metric("dockwarden_containers{state=\"running\"}").await == 2.0).then_some(())
+    })
+    .await
+    .unwrap();
 
     // ok-b is no longer allowed.
     write_atomic(

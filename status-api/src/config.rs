@@ -54,6 +54,21 @@ pub struct ServeArgs {
     /// Seconds between two rounds of CPU and memory sampling.
     #[arg(long, env = "STATUS_API_STATS_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stats_interval: u64,
+    /// The controller's metrics address, to show what it did (its `GET /decisions`), e.g.
+    /// http://state-controller:9090. Unset or empty: no decisions on the page.
+    #[arg(long, env = "DOCKWARDEN_CONTROLLER_URL")]
+    pub controller_url: Option<String>,
+    /// Serve /containers/{id}/logs without a token. Logs often carry secrets: the route is
+    /// off unless a token is set or this is given (yes/no/1/0/true/false/on/off).
+    #[arg(long, env = "DOCKWARDEN_LOGS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub logs: bool,
+    /// Seconds a client has to send a whole request head; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "STATUS_API_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Connections open at once; more wait until one closes.
+    #[arg(long, env = "STATUS_API_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// Log format: text (one line per event) or json.
     #[arg(long, env = "DOCKWARDEN_LOG_FORMAT", default_value = "text")]
     pub log_format: common::telemetry::LogFormat,
@@ -92,5 +107,23 @@ mod tests {
         assert!(Cli::try_parse_from(["s", "--scope", "=v"]).is_err());
         assert!(Cli::try_parse_from(["s", "--stats-interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["s", "--log-format", "xml"]).is_err());
+        assert!(!c_default().serve.logs);
+        let c = Cli::try_parse_from([
+            "s",
+            "--logs",
+            "--controller-url",
+            "http://c:9090",
+            "--max-connections",
+            "10",
+        ])
+        .unwrap();
+        assert!(c.serve.logs);
+        assert_eq!(c.serve.controller_url.as_deref(), Some("http://c:9090"));
+        assert_eq!((c.serve.max_connections, c.serve.header_read_timeout), (10, 10));
+        assert!(Cli::try_parse_from(["s", "--header-read-timeout", "0"]).is_err());
+    }
+
+    fn c_default() -> Cli {
+        Cli::try_parse_from(["s"]).unwrap()
     }
 }

@@ -1,16 +1,12 @@
-//! Every error the API gives: one rejection type, [`ApiError`], and the one [`recover`] that
-//! turns any rejection into JSON `{"error", "message"}` with the right status.
+//! Every error the API gives: [`ApiError`], answered as JSON `{"error", "message"}` with the
+//! right status. The request filter never rejects (it dispatches on [`crate::routes`]), so
+//! there is no rejection to recover from.
 
-use std::convert::Infallible;
-
+use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
-use warp::{Rejection, Reply};
 
 use crate::models::ErrorBody;
-
-/// The routes, for messages that tell a lost client where to go.
-pub const ROUTES: &str = "/containers, /containers/{id}, /containers/{id}/logs, /healthz, /readyz, /metrics";
 
 /// A request the API refuses, with everything the answer needs.
 #[derive(Debug, Clone)]
@@ -23,16 +19,6 @@ pub struct ApiError {
     /// `WWW-Authenticate` for 401, `Allow` for 405.
     pub header: Option<(header::HeaderName, &'static str)>,
 }
-
-impl warp::reject::Reject for ApiError {}
-
-/// A missing or wrong token. Its own type so that [`recover`] ranks it below any other
-/// error: the token filter runs on every route but `/healthz`, so for `POST /healthz` both
-/// `/healthz`'s 405 and the token's 401 are in the rejection, and the 405 is the answer.
-#[derive(Debug, Clone)]
-pub struct Unauthorized(pub ApiError);
-
-impl warp::reject::Reject for Unauthorized {}
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -63,7 +49,7 @@ impl ApiError {
     }
 
     pub fn no_route() -> Self {
-        Self::not_found(format!("no such route; the routes are {ROUTES}"))
+        Self::not_found(format!("no such route; the routes are {}", crate::routes::list()))
     }
 
     /// 409: a prefix matches several containers.
@@ -97,6 +83,10 @@ impl ApiError {
         e
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -119,7 +109,6 @@ impl ApiError {
         if let Some((name, value)) = self.header {
             resp.headers_mut().insert(name, HeaderValue::from_static(value));
         }
-        crate::handlers::common_headers(&mut resp);
         resp
     }
 }
@@ -133,31 +122,4 @@ pub fn show(v: &str) -> String {
     } else {
         format!("{v:?}")
     }
-}
-
-/// The one place rejections become answers. Our own [`ApiError`] first (paths are matched
-/// before anything else, so at most one route produces one), then [`Unauthorized`], then
-/// warp's own rejections; anything else is a 500, logged.
-pub async fn recover(err: Rejection) -> Result<Response, Infallible> {
-    if let Some(e) = err.find::<ApiError>() {
-        return Ok(e.clone().into_response());
-    }
-    if let Some(Unauthorized(e)) = err.find::<Unauthorized>() {
-        return Ok(e.clone().into_response());
-    }
-    let e = if err.is_not_found() {
-        ApiError::no_route()
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::method_not_allowed()
-    } else if err.find::<warp::reject::InvalidQuery>().is_some() {
-        ApiError::bad_request("the query string is malformed")
-    } else if let Some(h) = err.find::<warp::reject::InvalidHeader>() {
-        ApiError::bad_request(format!("header {} is malformed", h.name()))
-    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::bad_request("request body too large")
-    } else {
-        tracing::error!(rejection = ?err, "unhandled rejection");
-        ApiError::internal("internal error")
-    };
-    Ok(e.into_response())
 }

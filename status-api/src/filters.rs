@@ -1,151 +1,109 @@
-//! The route tree: one function per route, each documented by its route. Paths are matched
-//! before methods, so an unknown path is a 404 and a known path with another method a 405
-//! (never 405 for a path that does not exist). The token is checked before anything but
-//! `/healthz`: without it a client learns nothing, not even which paths exist.
+//! The request filter: one warp filter that takes the method, path, query and headers and
+//! dispatches on the route table ([`crate::routes`]), so routing, the metrics labels and the
+//! 404/405 logic cannot disagree. The token is checked before anything but `/healthz`:
+//! without it a client learns nothing, not even which paths exist. Every answer, errors
+//! included, leaves through [`secure`], the one place security headers are added.
 
 use std::convert::Infallible;
+use std::time::Instant;
 
-use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, Method, header};
+use warp::Filter;
+use warp::filters::path::FullPath;
+use warp::http::{HeaderMap, HeaderValue, Method, header};
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
 
-use crate::errors::{self, ApiError, Unauthorized};
-use crate::{AppState, handlers};
+use crate::errors::ApiError;
+use crate::routes::{Matched, Route};
+use crate::{AppState, handlers, html};
 
 /// The whole API, JSON errors and request metrics included.
-pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    let api = list(state.clone())
-        .or(detail(state.clone()))
-        .unify()
-        .or(logs(state.clone()))
-        .unify()
-        .or(readyz(state.clone()))
-        .unify()
-        .or(metrics(state.clone()))
-        .unify();
-    let observed = state.clone();
-    healthz()
-        .or(authorized(state).and(api))
-        .unify()
-        .recover(errors::recover)
-        .unify()
-        .with(warp::log::custom(move |info| {
-            let seconds = info.elapsed().as_secs_f64();
-            observed
-                .metrics
-                .observe(info.path(), info.method(), info.status().as_u16(), seconds);
-            tracing::debug!(
-                method = %info.method(),
-                path = %info.path(),
-                status = info.status().as_u16(),
-                micros = info.elapsed().as_micros() as u64,
-                "request"
-            );
-        }))
-}
-
-/// GET /containers?state=&allowed=&name=&image=
-pub fn list(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("containers")
-        .and(read_only())
-        .and(params())
-        .and(accept())
-        .and(with_state(state))
-        .and_then(handlers::list)
-        .boxed()
-}
-
-/// GET /containers/{id-or-prefix-or-name}
-pub fn detail(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("containers" / String)
-        .and(read_only())
-        .and(params())
-        .and(accept())
-        .and(with_state(state))
-        .and_then(handlers::detail)
-        .boxed()
-}
-
-/// GET /containers/{id-or-prefix-or-name}/logs?tail=N
-pub fn logs(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("containers" / String / "logs")
-        .and(read_only())
-        .and(params())
-        .and(with_state(state))
-        .and_then(handlers::logs)
-        .boxed()
-}
-
-/// GET /healthz (no token needed: liveness probes carry none)
-pub fn healthz() -> BoxedFilter<(Response,)> {
-    warp::path!("healthz")
-        .and(read_only())
-        .and_then(handlers::healthz)
-        .boxed()
-}
-
-/// GET /readyz
-pub fn readyz(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("readyz")
-        .and(read_only())
-        .and(with_state(state))
-        .and_then(handlers::readyz)
-        .boxed()
-}
-
-/// GET /metrics
-pub fn metrics(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("metrics")
-        .and(read_only())
-        .and(with_state(state))
-        .and_then(handlers::metrics)
-        .boxed()
-}
-
-fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
-}
-
-/// GET and HEAD pass; every other method is a 405 (the API is read-only).
-fn read_only() -> impl Filter<Extract = (), Error = Rejection> + Copy {
+pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
-        .and_then(|m: Method| async move {
-            if m == Method::GET || m == Method::HEAD {
-                Ok(())
-            } else {
-                Err(Rejection::from(ApiError::method_not_allowed()))
-            }
-        })
-        .untuple_one()
+        .and(warp::path::full())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(warp::any().map(move || state.clone()))
+        .then(handle)
 }
 
-/// The decoded query pairs, in order (checked by the handler, which names bad ones).
-fn params() -> impl Filter<Extract = (Vec<(String, String)>,), Error = Rejection> + Copy {
-    warp::query::<Vec<(String, String)>>()
+async fn handle(
+    method: Method,
+    path: FullPath,
+    query: String,
+    headers: HeaderMap,
+    state: AppState,
+) -> Response {
+    let started = Instant::now();
+    let matched = Route::parse(path.as_str());
+    let label = matched.as_ref().map_or("other", |m| m.route.template());
+    let resp = match answer(&method, matched, &query, &headers, &state).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let resp = secure(resp);
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe(label, &method, resp.status().as_u16(), elapsed.as_secs_f64());
+    tracing::debug!(
+        %method,
+        path = path.as_str(),
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    resp
 }
 
-/// The `Accept` header, for content negotiation.
-fn accept() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Copy {
-    warp::header::optional::<String>(header::ACCEPT.as_str())
-}
-
-/// Passes when no token is configured or the request carries it; else 401.
-fn authorized(state: AppState) -> BoxedFilter<()> {
-    match state.token.clone() {
-        None => warp::any().boxed(),
-        Some(token) => warp::header::headers_cloned()
-            .and_then(move |headers: HeaderMap| {
-                let token = token.clone();
-                async move {
-                    token
-                        .check(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-                        .map_err(|e| warp::reject::custom(Unauthorized(e)))
-                }
-            })
-            .untuple_one()
-            .boxed(),
+async fn answer(
+    method: &Method,
+    matched: Option<Matched>,
+    query: &str,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.token
+        && matched.as_ref().is_none_or(|m| m.route.needs_token())
+    {
+        token.check(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))?;
     }
+    let Some(Matched { route, id }) = matched else {
+        return Err(ApiError::no_route());
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::method_not_allowed());
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let id = id.unwrap_or_default();
+    match route {
+        Route::Containers => handlers::list(state, &params, headers),
+        Route::Container => handlers::detail(state, &id, &params, headers),
+        Route::Logs => handlers::logs(state, &id, &params).await,
+        Route::Decisions => handlers::decisions(state, &params),
+        Route::Healthz => Ok(handlers::healthz()),
+        Route::Readyz => handlers::readyz(state),
+        Route::Metrics => handlers::metrics(state),
+    }
+}
+
+/// Headers every answer carries: nothing sniffed, framed, referred or loaded from elsewhere;
+/// caches must revalidate (the ETag makes that cheap) unless the handler said `no-store`.
+pub fn secure(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(html::CONTENT_SECURITY_POLICY),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    resp
 }
 
 #[cfg(test)]
@@ -157,6 +115,7 @@ mod tests {
     use warp::http::StatusCode;
 
     use super::*;
+    use crate::Options;
     use crate::auth::Token;
 
     fn state(token: Option<&str>) -> AppState {
@@ -165,7 +124,10 @@ mod tests {
             None,
             tokio::sync::watch::channel(None).1,
             Arc::default(),
-            token.and_then(Token::new),
+            Options {
+                token: token.and_then(Token::new),
+                ..Default::default()
+            },
         )
     }
 
@@ -208,7 +170,9 @@ mod tests {
         let (st, h, body) = call(&s, "GET", "/containers", &[]).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(h["content-type"], "application/json");
-        assert_eq!(h["vary"], "Accept");
+        assert_eq!(h["vary"], "Accept, Accept-Encoding");
+        assert_eq!(h["cache-control"], "no-cache");
+        assert!(h["etag"].to_str().unwrap().starts_with('"'));
         assert_eq!(
             json(&body),
             serde_json::json!({"containers": [], "count": 0, "synced": false})
@@ -250,12 +214,9 @@ mod tests {
             ("/containers?allowed=true", StatusCode::BAD_REQUEST, "bad_request"),
             ("/containers/nope", StatusCode::NOT_FOUND, "not_found"),
             ("/containers/nope?x=1", StatusCode::BAD_REQUEST, "bad_request"),
-            ("/containers/nope/logs", StatusCode::NOT_FOUND, "not_found"),
-            (
-                "/containers/nope/logs?tail=0",
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-            ),
+            ("/containers/nope/logs", StatusCode::FORBIDDEN, "forbidden"),
+            ("/decisions", StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ("/decisions?x=1", StatusCode::BAD_REQUEST, "bad_request"),
             ("/containers/%2e%2e", StatusCode::BAD_REQUEST, "bad_request"),
             ("/containers/..", StatusCode::BAD_REQUEST, "bad_request"),
             ("/containers/../etc/passwd", StatusCode::NOT_FOUND, "not_found"),
@@ -283,6 +244,7 @@ mod tests {
             "/containers",
             "/containers/x",
             "/containers/x/logs",
+            "/decisions",
             "/healthz",
             "/readyz",
             "/metrics",
@@ -308,6 +270,7 @@ mod tests {
             "/containers",
             "/containers/x",
             "/containers/x/logs",
+            "/decisions",
             "/readyz",
             "/metrics",
             "/nope",

@@ -1,62 +1,43 @@
-//! The work behind each route. Everything but the logs comes from the in-memory picture
-//! (store, resource samples, policy in force): a request costs no Docker call.
+//! The work behind each route. Everything but the logs comes from the view cache
+//! ([`crate::views`]): a request costs no Docker call, and the unfiltered list costs no
+//! rendering either.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bollard::query_parameters::LogsOptionsBuilder;
-use common::container::Container;
+use bytes::Bytes;
 use common::store::Lookup;
 use futures_util::StreamExt;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
-use warp::{Rejection, Reply};
 
 use crate::errors::{ApiError, show};
-use crate::models::{self, ContainerList, ContainerView, Probe};
+use crate::models::Probe;
 use crate::query::{self, ListFilter};
-use crate::{AppState, html, metrics};
+use crate::reply::{self, Rendered, Wants};
+use crate::stream::LogStream;
+use crate::views::{self, Entry, JSON, Snapshot};
+use crate::{AppState, decisions, html, metrics};
 
 /// Longest reference accepted in a path (a full ID is 64 characters).
 pub const MAX_KEY_LEN: usize = 256;
 /// Most log bytes returned; the rest is cut with a marker line.
 pub const MAX_LOG_BYTES: usize = 8 * 1024 * 1024;
-/// A logs request that takes longer is abandoned with 504.
+/// Waiting for a logs slot and for Docker's first answer takes at most this long (504).
 pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Headers every answer carries: nothing is cacheable (it is live state), nothing sniffed.
-pub fn common_headers(resp: &mut Response) {
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-}
-
-fn html_response(body: String) -> Response {
-    let mut resp = warp::reply::html(body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(html::CONTENT_SECURITY_POLICY),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    resp
-}
-
-fn negotiated(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-    common_headers(&mut resp);
-    resp
-}
+/// A reader that takes no log chunk for this long is cut off: the Docker stream is closed
+/// and the slot freed.
+pub const LOG_STALL: Duration = Duration::from_secs(10);
+/// Log chunks queued per response: a stalled reader holds this many, never the whole log.
+pub const LOG_QUEUE: usize = 4;
 
 /// True when the client prefers HTML to JSON (a browser): `text/html` (or XHTML) with a
 /// higher q-value than `application/json`. `*/*` alone (curl) gets JSON.
-pub fn wants_html(accept: Option<&str>) -> bool {
-    let Some(accept) = accept else { return false };
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let (mut html_q, mut json_q) = (0.0f32, 0.0f32);
     for range in accept.split(',') {
         let mut parts = range.split(';');
@@ -98,98 +79,135 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Resolves `{id}`: full ID, name, or unique ID prefix.
-fn resolve(state: &AppState, key: &str) -> Result<Arc<Container>, ApiError> {
+/// Resolves `{id}` (full ID, name, or unique ID prefix) to its entry in the current
+/// snapshot.
+fn resolve(state: &AppState, key: &str) -> Result<(Arc<Snapshot>, Arc<Entry>), ApiError> {
     check_key(key)?;
-    state.store.resolve(key).map_err(|e| match e {
+    let c = state.store.resolve(key).map_err(|e| match e {
         Lookup::NotFound => {
             ApiError::not_found(format!("no container with ID, name or ID prefix {}", show(key)))
         }
         Lookup::Ambiguous(ids) => ApiError::ambiguous(key, ids),
-    })
+    })?;
+    let mut snap = state.views.snapshot(state);
+    if snap.get(&c.id).is_none() {
+        // In the store before the informer's notice reached the cache (or a build is in
+        // progress): take it in now.
+        state.views.touch();
+        snap = state.views.snapshot_fresh(state);
+    }
+    let e = snap
+        .get(&c.id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("container {} is gone", show(key))))?;
+    Ok((snap, e))
 }
 
 /// `GET /containers`
-pub async fn list(
-    params: Vec<(String, String)>,
-    accept: Option<String>,
-    state: AppState,
-) -> Result<Response, Rejection> {
-    let policy = state.policy.as_ref().map(|p| p.current());
-    let filter = ListFilter::parse(&params, policy.is_some())?;
-    let now = SystemTime::now();
-    let all = state.store.list();
-    let samples = state.resources.snapshot();
-    let me = state.identity();
-    let views: Vec<ContainerView> = all
-        .iter()
-        .filter_map(|c| {
-            let verdict = policy.as_ref().map(|p| models::verdict(&p.policy, c, &me));
-            filter
-                .matches(c, verdict.as_ref())
-                .then(|| ContainerView::new(c, samples.get(&c.id), verdict, now))
-        })
-        .collect();
-    let synced = state.store.is_ready();
-    if wants_html(accept.as_deref()) {
-        let page = html::Page {
-            synced,
-            policy_generation: policy.as_ref().map(|p| p.generation),
-            filter: &filter,
-            total: all.len(),
-            now,
-        };
-        return Ok(negotiated(html_response(html::list_page(&views, &page))));
+pub fn list(
+    state: &AppState,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let snap = state.views.snapshot(state);
+    let filter = ListFilter::parse(params, snap.policy.is_some())?;
+    let wants = Wants::from_headers(headers);
+    let html = wants_html(headers);
+    if filter.is_empty() {
+        let r = if html { snap.html() } else { snap.json.clone() };
+        return Ok(reply::send(&r, wants));
     }
-    let body = ContainerList {
-        count: views.len(),
-        containers: views,
-        synced,
+    let shown: Vec<&Arc<Entry>> = snap
+        .entries
+        .iter()
+        .filter(|e| filter.matches(&e.c, e.verdict.as_ref()))
+        .collect();
+    let r = if html {
+        Rendered::new(
+            html::list_page(&snap, &shown, Some(&filter)).into(),
+            html::CONTENT_TYPE,
+        )
+    } else {
+        Rendered::new(views::list_json(shown.iter().map(|e| &e.json), snap.synced), JSON)
     };
-    Ok(negotiated(warp::reply::json(&body).into_response()))
+    Ok(reply::send(&r, wants))
 }
 
 /// `GET /containers/{id}`
-pub async fn detail(
-    key: String,
-    params: Vec<(String, String)>,
-    accept: Option<String>,
-    state: AppState,
-) -> Result<Response, Rejection> {
-    query::parse_none(&params)?;
-    let c = resolve(&state, &key)?;
-    let policy = state.policy.as_ref().map(|p| p.current());
-    let verdict = policy
-        .as_ref()
-        .map(|p| models::verdict(&p.policy, &c, &state.identity()));
-    let sample = state.resources.get(&c.id);
-    let now = SystemTime::now();
-    let view = ContainerView::new(&c, sample.as_ref(), verdict, now);
-    if wants_html(accept.as_deref()) {
-        let page = html::detail_page(&view, now, policy.as_ref().map(|p| p.generation));
-        return Ok(negotiated(html_response(page)));
+pub fn detail(
+    state: &AppState,
+    key: &str,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    query::parse_none(params)?;
+    let (snap, e) = resolve(state, key)?;
+    let r = if wants_html(headers) {
+        Rendered::new(html::detail_page(&snap, &e).into(), html::CONTENT_TYPE)
+    } else {
+        Rendered::new(e.json.clone(), JSON)
+    };
+    Ok(reply::send(&r, Wants::from_headers(headers)))
+}
+
+/// `GET /decisions?container=`: the controller's recent decisions, as it serves them.
+pub fn decisions(state: &AppState, params: &[(String, String)]) -> Result<Response, ApiError> {
+    let key = query::parse_container(params)?;
+    let d = state.decisions.current();
+    if !d.configured() {
+        return Err(ApiError::unavailable(
+            "status-api runs without --controller-url (DOCKWARDEN_CONTROLLER_URL), so it cannot tell what the controller did",
+        ));
     }
-    Ok(negotiated(warp::reply::json(&view).into_response()))
+    let (Some(feed), Some(body)) = (&d.feed, &d.body) else {
+        return Err(ApiError::unavailable(format!(
+            "the controller has not answered yet: {}",
+            d.error.as_deref().unwrap_or("first fetch pending")
+        )));
+    };
+    let body = match key {
+        None => body.clone(),
+        Some(k) => views::to_json(&decisions::Feed {
+            capacity: feed.capacity,
+            decisions: feed.about(&k).cloned().collect(),
+        }),
+    };
+    let mut resp = Response::new(body.into());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    if let Some(e) = &d.error {
+        // Last known answer; say why it may be stale.
+        if let Ok(v) = HeaderValue::from_str(&format!("controller unreachable, last known answer: {e}")) {
+            resp.headers_mut().insert("x-dockwarden-stale", v);
+        }
+    }
+    Ok(resp)
 }
 
 /// `GET /containers/{id}/logs?tail=N`: the one route that calls Docker, bounded in lines,
-/// bytes, time and concurrency.
-pub async fn logs(
-    key: String,
-    params: Vec<(String, String)>,
-    state: AppState,
-) -> Result<Response, Rejection> {
-    let tail = query::parse_tail(&params)?;
-    let c = resolve(&state, &key)?;
+/// bytes, time, concurrency and buffering. Streamed: a reader that stalls holds
+/// [`LOG_QUEUE`] chunks, not the whole log, and is cut off after [`LOG_STALL`].
+pub async fn logs(state: &AppState, key: &str, params: &[(String, String)]) -> Result<Response, ApiError> {
+    if !state.logs_enabled {
+        return Err(ApiError::forbidden(
+            "the logs route is off: logs often carry secrets. Start status-api with a token \
+             (STATUS_API_TOKEN) or with --logs (DOCKWARDEN_LOGS=1) to turn it on",
+        ));
+    }
+    let tail = query::parse_tail(params)?;
+    let (_, e) = resolve(state, key)?;
+    let id = e.c.id.clone();
+    let name = e.c.name.clone();
     let docker = state
         .docker
         .borrow()
         .clone()
         .ok_or_else(|| ApiError::unavailable("not connected to Docker yet; try again shortly"))?;
-    let work = async {
-        let _permit = state
+    let start = async {
+        let permit = state
             .log_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::unavailable("shutting down"))?;
         let opts = LogsOptionsBuilder::default()
@@ -197,73 +215,103 @@ pub async fn logs(
             .stderr(true)
             .tail(&tail.to_string())
             .build();
-        let mut stream = docker.logs(&c.id, Some(opts));
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(out) => {
-                    buf.extend_from_slice(out.as_ref());
-                    if buf.len() > MAX_LOG_BYTES {
-                        buf.truncate(MAX_LOG_BYTES);
-                        buf.extend_from_slice(b"\n[status-api: output cut at 8 MiB]\n");
-                        break;
-                    }
-                }
-                Err(e) if common::docker::status_code(&e) == Some(404) => {
-                    return Err(ApiError::not_found(format!(
-                        "container {} no longer exists",
-                        show(&c.name)
-                    )));
-                }
-                Err(e) => {
-                    tracing::warn!(container = %c.name, error = %e, "logs failed");
-                    return Err(ApiError::docker(format!("Docker could not give the logs: {e}")));
-                }
-            }
-        }
-        Ok(buf)
+        let mut stream = docker.logs(&id, Some(opts));
+        // The first item tells a missing container (404) from a log, before the 200 goes out.
+        let first = stream.next().await;
+        Ok::<_, ApiError>((permit, stream, first))
     };
-    let buf = match tokio::time::timeout(LOG_TIMEOUT, work).await {
+    let (permit, mut stream, first) = match tokio::time::timeout(LOG_TIMEOUT, start).await {
         Ok(r) => r?,
         Err(_) => {
             let mut e = ApiError::docker(format!("Docker did not give the logs within {LOG_TIMEOUT:?}"));
             e.status = StatusCode::GATEWAY_TIMEOUT;
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let mut resp = Response::new(buf.into());
-    resp.headers_mut().insert(
+    let first = match first {
+        None => Bytes::new(),
+        Some(Ok(out)) => out.into_bytes(),
+        Some(Err(e)) if common::docker::status_code(&e) == Some(404) => {
+            return Err(ApiError::not_found(format!(
+                "container {} no longer exists",
+                show(&name)
+            )));
+        }
+        Some(Err(e)) => {
+            tracing::warn!(container = %name, error = %e, "logs failed");
+            return Err(ApiError::docker(format!("Docker could not give the logs: {e}")));
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(LOG_QUEUE);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut sent = 0usize;
+        let mut next = Some(first);
+        loop {
+            let chunk = match next.take() {
+                Some(c) => c,
+                None => match stream.next().await {
+                    None => break,
+                    Some(Ok(out)) => out.into_bytes(),
+                    Some(Err(e)) => {
+                        tracing::debug!(container = %name, error = %e, "logs stream broke");
+                        Bytes::from(format!("\n[status-api: Docker stopped giving the logs: {e}]\n"))
+                    }
+                },
+            };
+            let (chunk, last) = if sent + chunk.len() > MAX_LOG_BYTES {
+                let mut cut = chunk.slice(..MAX_LOG_BYTES - sent).to_vec();
+                cut.extend_from_slice(b"\n[status-api: output cut at 8 MiB]\n");
+                (Bytes::from(cut), true)
+            } else {
+                (chunk, false)
+            };
+            sent += chunk.len();
+            match tokio::time::timeout(LOG_STALL, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                // The client went away, or stopped reading: drop the Docker stream.
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(container = %name, "logs reader gone or stalled; closing");
+                    break;
+                }
+            }
+            if last {
+                break;
+            }
+        }
+    });
+    let mut resp = Response::new(Bytes::new().into());
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    common_headers(&mut resp);
+    // Logs may hold secrets: no copy anywhere.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.extensions_mut().insert(LogStream::new(rx));
     Ok(resp)
 }
 
 /// `GET /healthz`
-pub async fn healthz() -> Result<Response, Rejection> {
-    let mut resp = warp::reply::json(&Probe { status: "ok" }).into_response();
-    common_headers(&mut resp);
-    Ok(resp)
+pub fn healthz() -> Response {
+    json(&Probe { status: "ok" })
 }
 
 /// `GET /readyz`
-pub async fn readyz(state: AppState) -> Result<Response, Rejection> {
+pub fn readyz(state: &AppState) -> Result<Response, ApiError> {
     if state.store.is_ready() {
-        let mut resp = warp::reply::json(&Probe { status: "ready" }).into_response();
-        common_headers(&mut resp);
-        Ok(resp)
+        Ok(json(&Probe { status: "ready" }))
     } else {
         let mut e = ApiError::unavailable(
             "not synced with Docker: starting, or the event stream broke and is being resumed",
         );
         e.code = "not_ready";
-        Err(e.into())
+        Err(e)
     }
 }
 
 /// `GET /metrics`
-pub async fn metrics(state: AppState) -> Result<Response, Rejection> {
+pub fn metrics(state: &AppState) -> Result<Response, ApiError> {
     let text = state
         .metrics
         .render()
@@ -273,28 +321,40 @@ pub async fn metrics(state: AppState) -> Result<Response, Rejection> {
         header::CONTENT_TYPE,
         HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
-    common_headers(&mut resp);
     Ok(resp)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response {
+    let mut resp = Response::new(views::to_json(v).into());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
     #[test]
     fn negotiates_html_for_browsers_only() {
         let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
-        assert!(wants_html(Some(chrome)));
-        assert!(!wants_html(None));
-        assert!(!wants_html(Some("*/*")));
-        assert!(!wants_html(Some("application/json")));
+        assert!(wants_html(&accept(chrome)));
+        assert!(!wants_html(&HeaderMap::new()));
+        assert!(!wants_html(&accept("*/*")));
+        assert!(!wants_html(&accept("application/json")));
         assert!(
-            !wants_html(Some("application/json, text/html")),
+            !wants_html(&accept("application/json, text/html")),
             "a tie goes to JSON"
         );
-        assert!(!wants_html(Some("text/html;q=0.5, application/json")));
-        assert!(!wants_html(Some("text/html;q=0")));
-        assert!(wants_html(Some("TEXT/HTML")));
+        assert!(!wants_html(&accept("text/html;q=0.5, application/json")));
+        assert!(!wants_html(&accept("text/html;q=0")));
+        assert!(wants_html(&accept("TEXT/HTML")));
     }
 
     #[test]

@@ -1,61 +1,54 @@
-//! The page a browser gets: the same data as the JSON, readable at a glance. Self-contained
-//! (inline CSS, no scripts, no external fonts or images; the CSP header forbids them
-//! anyway). Every string that comes from Docker or the request is escaped with [`esc`].
+//! The page a browser gets: the same data as the JSON, readable at a glance. Built with maud,
+//! which escapes every interpolated value unless it is explicitly marked pre-escaped (only
+//! the fixed style sheet is). Self-contained: inline CSS, no scripts, no external fonts or
+//! images; the CSP header forbids them anyway.
+//!
+//! What it tells, honestly: whether the policy is in audit or enforce mode; when the policy
+//! file on disk was refused and an older policy is in force; Docker's own healthcheck above
+//! the resource figures; denied containers that still run apart from those dockwarden
+//! already killed; published ports apart from EXPOSE-only ones; and what the controller
+//! did, or that it cannot be reached.
 
-use std::fmt::Write;
-use std::time::SystemTime;
+use common::container::{Port, State};
+use common::policy::Mode;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use common::container::State;
-
-use crate::models::ContainerView;
+use crate::decisions::Decision;
+use crate::models::is_spared;
 use crate::query::ListFilter;
 use crate::resources::HealthClass;
-use crate::status::format_rfc3339;
+use crate::status::format_seconds;
+use crate::views::{Entry, Snapshot};
 
-/// Sent with every HTML page: nothing may load from anywhere, no script may run.
+/// Content type of every page.
+pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+/// Sent with every answer: nothing may load from anywhere, no script may run.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Page context besides the containers.
-pub struct Page<'a> {
-    pub synced: bool,
-    /// `Some(generation)` when the server runs with an allowlist.
-    pub policy_generation: Option<u64>,
-    pub filter: &'a ListFilter,
-    /// Containers in the picture before filtering.
-    pub total: usize,
-    pub now: SystemTime,
-}
+/// Recent actions listed on the page.
+const RECENT: usize = 10;
 
 const STYLE: &str = r#"
-:root{--fg:#1d2330;--muted:#5f6b7a;--line:#dde3ea;--bg:#f6f8fa;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--off:#6e7781}
+:root{--fg:#1d2330;--muted:#5f6b7a;--line:#dde3ea;--bg:#f6f8fa;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--off:#6e7781;--info:#0550ae}
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
-header{display:flex;gap:1rem;align-items:baseline;padding:.9rem 1.5rem;background:#fff;border-bottom:1px solid var(--line)}
+header{display:flex;flex-wrap:wrap;gap:.4rem 1rem;align-items:baseline;padding:.9rem 1.5rem;background:#fff;border-bottom:1px solid var(--line)}
 header h1{font-size:1.25rem;margin:0}
 header .sub{color:var(--muted)}
 main{padding:1rem 1.5rem}
 .sync{margin-left:auto;font-weight:600}
 .sync.ok{color:var(--ok)} .sync.bad{color:var(--bad)}
+.mode{font-weight:700;padding:.1rem .6rem;border-radius:5px;border:1px solid currentColor}
+.mode.audit{color:var(--warn);background:#fff8c5} .mode.enforce{color:#fff;background:var(--fg);border-color:var(--fg)} .mode.none{color:var(--muted)}
+.banner{padding:.6rem .9rem;border-radius:8px;margin-bottom:.75rem;border:1px solid}
+.banner.bad{background:#ffebe9;border-color:#ff818266;color:#82071e}
+.banner.warn{background:#fff8c5;border-color:#d4a72c66;color:#4d2d00}
+.banner code{font-size:.85rem;white-space:pre-wrap}
 .cards{display:flex;flex-wrap:wrap;gap:.75rem;margin-bottom:1rem}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.5rem .9rem;min-width:7.5rem}
 .card b{display:block;font-size:1.4rem}
-.card.bad b{color:var(--bad)} .card.warn b{color:var(--warn)} .card.ok b{color:var(--ok)}
+.card.bad b{color:var(--bad)} .card.warn b{color:var(--warn)} .card.ok b{color:var(--ok)} .card.off b{color:var(--off)}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin-bottom:1rem}
 form.filters label{display:flex;flex-direction:column;font-size:.8rem;color:var(--muted)}
 form.filters input,form.filters select{font:inherit;padding:.25rem .4rem;border:1px solid var(--line);border-radius:5px;background:#fff}
@@ -65,35 +58,43 @@ th,td{padding:.45rem .6rem;border-bottom:1px solid var(--line);text-align:left;v
 th{font-size:.8rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);background:#fbfcfd}
 td.num{white-space:nowrap;font-variant-numeric:tabular-nums}
 tr.denied{background:#fff5f5;box-shadow:inset 4px 0 0 var(--bad)}
+tr.audit{background:#fffbea;box-shadow:inset 4px 0 0 var(--warn)}
 .mono,.id{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .id,.reason,.dh{color:var(--muted);font-size:.8rem}
-a{color:#0550ae;text-decoration:none} a:hover{text-decoration:underline}
-.badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.78rem;font-weight:600;border:1px solid currentColor}
+a{color:var(--info);text-decoration:none} a:hover{text-decoration:underline}
+.badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.78rem;font-weight:600;border:1px solid currentColor;white-space:nowrap}
 .state-running,.class-healthy,.allowed{color:var(--ok)}
-.state-paused,.state-restarting,.state-created,.class-warning,.class-unknown{color:var(--warn)}
-.state-exited,.state-dead,.state-removing,.class-stopped,.state-unknown{color:var(--off)}
+.class-running{color:var(--info)}
+.state-paused,.state-restarting,.state-created,.class-warning,.class-starting,.class-unknown{color:var(--warn)}
+.state-exited,.state-dead,.state-removing,.class-stopped,.state-unknown,.gone{color:var(--off)}
 .class-critical{color:#fff;background:var(--bad);border-color:var(--bad)}
 .badge.denied{color:#fff;background:var(--bad);border-color:var(--bad)}
+.badge.audit{color:#4d2d00;background:#fff8c5;border-color:var(--warn)}
+.exposed{color:var(--muted)}
 meter{width:7rem;height:.6rem;display:block;margin-top:.2rem}
 .empty{color:var(--muted);text-align:center;padding:2rem}
+h2{font-size:1rem;margin:1.5rem 0 .5rem}
 footer{color:var(--muted);font-size:.8rem;padding:1rem 1.5rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1.2rem;background:#fff;border:1px solid var(--line);padding:1rem;border-radius:8px}
 dt{color:var(--muted)} dd{margin:0}
+ul.actions{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.6rem 1.6rem;margin:0}
 "#;
 
-fn head(out: &mut String, title: &str, refresh: bool) {
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{}\
-         <title>{}</title><style>{STYLE}</style></head><body>",
-        if refresh {
-            "<meta http-equiv=\"refresh\" content=\"10\">"
-        } else {
-            ""
-        },
-        esc(title)
-    );
+fn page(title: &str, refresh: bool, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if refresh { meta http-equiv="refresh" content="10"; }
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
 }
 
 fn bytes(n: u64) -> String {
@@ -111,372 +112,375 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn meter(out: &mut String, percent: f64, label: &str) {
-    let _ = write!(
-        out,
-        "<meter min=\"0\" max=\"100\" low=\"75\" high=\"90\" optimum=\"0\" value=\"{:.1}\" title=\"{}\"></meter>",
-        percent.clamp(0.0, 100.0),
-        esc(label)
-    );
+fn meter(percent: f64, label: &str) -> Markup {
+    html! {
+        meter min="0" max="100" low="75" high="90" optimum="0"
+            value=(format!("{:.1}", percent.clamp(0.0, 100.0))) title=(label) {}
+    }
 }
 
-fn cpu_cell(out: &mut String, c: &ContainerView) {
-    match c
-        .resources
+fn dash() -> Markup {
+    html! { span.dh { "–" } }
+}
+
+fn cpu_cell(e: &Entry) -> Markup {
+    match e
+        .sample
         .as_ref()
-        .and_then(|r| r.cpu_percent.map(|p| (p, r.online_cpus)))
+        .and_then(|s| s.cpu_percent.map(|p| (p, s.online_cpus)))
     {
-        Some((p, cpus)) => {
-            let _ = write!(out, "{p:.1} %");
-            meter(
-                out,
-                p / f64::from(cpus.max(1)),
-                &format!("{p:.1} % of one CPU; {cpus} CPUs"),
-            );
-        }
-        None => out.push_str("<span class=\"dh\">–</span>"),
+        Some((p, cpus)) => html! {
+            (format!("{p:.1} %"))
+            (meter(p / f64::from(cpus.max(1)), &format!("{p:.1} % of one CPU; {cpus} CPUs")))
+        },
+        None => dash(),
     }
 }
 
-fn memory_cell(out: &mut String, c: &ContainerView) {
-    match &c.resources {
-        Some(r) => {
-            out.push_str(&esc(&bytes(r.memory_bytes)));
-            if let Some(limit) = r.memory_limit_bytes {
-                let _ = write!(out, " / {}", esc(&bytes(limit)));
+fn memory_cell(e: &Entry) -> Markup {
+    match &e.sample {
+        Some(s) => html! {
+            (bytes(s.memory_bytes))
+            @if let Some(limit) = s.memory_limit_bytes { " / " (bytes(limit)) }
+            @if let Some(p) = s.memory_percent() { (meter(p, &format!("{p:.1} % of the limit"))) }
+        },
+        None => dash(),
+    }
+}
+
+/// One badge, worst of Docker's healthcheck and the figures, with what it rests on.
+fn health_cell(e: &Entry) -> Markup {
+    let class = e.health_class.as_str();
+    let text = match (e.c.health.as_deref(), e.health_class) {
+        (Some("unhealthy"), HealthClass::Critical) => "unhealthy",
+        _ => class,
+    };
+    let docker = match (e.c.state, e.c.health.as_deref()) {
+        (State::Running, Some(h)) => format!("healthcheck: {h}"),
+        (State::Running, None) => "no healthcheck".to_string(),
+        _ => String::new(),
+    };
+    html! {
+        span class=(format!("badge class-{class}")) { (text) }
+        @if !docker.is_empty() { div.dh { (docker) } }
+    }
+}
+
+/// What dockwarden makes of the container: allowed, spared, denied and running (enforce),
+/// denied and left alone (audit), or denied and already stopped (killed by dockwarden, or
+/// exited on its own).
+fn verdict_cell(e: &Entry, mode: Option<Mode>) -> Markup {
+    let Some(v) = &e.verdict else {
+        return html! { span.dh { "no allowlist" } };
+    };
+    if v.allowed {
+        let text = if is_spared(v) {
+            "spared".to_string()
+        } else {
+            match v.rule {
+                Some(r) => format!("allowed by rule {r}"),
+                None => "allowed".to_string(),
             }
-            if let Some(p) = r.memory_percent {
-                meter(out, p, &format!("{p:.1} % of the limit"));
+        };
+        return html! { span.badge.allowed { (text) } div.reason { (v.reason) } };
+    }
+    if !e.c.state.is_live() {
+        let killed = e.last_action.as_ref().is_some_and(Decision::acted);
+        return html! {
+            span.badge.gone { (if killed { "killed by dockwarden" } else { "exited, denied" }) }
+            div.reason {
+                @match &e.last_action {
+                    Some(d) => (d.sentence(e.times.started)),
+                    None => (v.reason),
+                }
+            }
+        };
+    }
+    match mode {
+        Some(Mode::Audit) => html! {
+            span.badge.audit { "DENIED · audit" }
+            div.reason { "would be killed; audit mode leaves it running. " (v.reason) }
+        },
+        _ => html! { span.badge.denied { "DENIED" } div.reason { (v.reason) } },
+    }
+}
+
+/// Published ports as `host address:port → container port`; EXPOSE-only ones marked.
+fn ports_cell(ports: &[Port]) -> Markup {
+    if ports.is_empty() {
+        return dash();
+    }
+    html! {
+        @for p in ports {
+            div {
+                @match (p.public_port, p.ip.as_deref()) {
+                    (Some(pp), Some(ip)) => { (format!("{ip}:{pp} → {}/{}", p.private_port, p.protocol)) }
+                    (Some(pp), None) => { (format!("{pp} → {}/{}", p.private_port, p.protocol)) }
+                    (None, _) => {
+                        span.exposed title="declared with EXPOSE, not published on the host" {
+                            (format!("{}/{} exposed only", p.private_port, p.protocol))
+                        }
+                    }
+                }
             }
         }
-        None => out.push_str("<span class=\"dh\">–</span>"),
     }
 }
 
-fn verdict_cell(out: &mut String, c: &ContainerView) {
-    match &c.verdict {
-        Some(v) if v.allowed => {
-            let _ = write!(
-                out,
-                "<span class=\"badge allowed\">{}</span><div class=\"reason\">{}</div>",
-                if v.spared { "spared" } else { "allowed" },
-                esc(&v.reason)
-            );
-        }
-        Some(v) => {
-            let _ = write!(
-                out,
-                "<span class=\"badge denied\">DENIED</span><div class=\"reason\">{}</div>",
-                esc(&v.reason)
-            );
-        }
-        None => out.push_str("<span class=\"dh\">no allowlist</span>"),
-    }
+fn mode_of(s: &Snapshot) -> Option<Mode> {
+    s.policy.as_ref().map(|p| p.policy.mode)
 }
 
-fn ports_text(c: &ContainerView) -> String {
-    c.ports
-        .iter()
-        .map(|p| match (p.ip.as_deref(), p.public_port) {
-            (Some(ip), Some(pp)) => format!("{ip}:{pp}→{}/{}", p.private_port, p.protocol),
-            (None, Some(pp)) => format!("{pp}→{}/{}", p.private_port, p.protocol),
-            _ => format!("{}/{}", p.private_port, p.protocol),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn health_cell(out: &mut String, c: &ContainerView) {
-    let class = c.health_class.as_str();
-    let _ = write!(out, "<span class=\"badge class-{class}\">{class}</span>");
-    if let Some(h) = c.health {
-        let _ = write!(out, "<div class=\"dh\">healthcheck: {}</div>", esc(h));
-    }
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}
-
-/// `GET /containers` for a browser.
-pub fn list_page(views: &[ContainerView], page: &Page) -> String {
-    let mut out = String::with_capacity(4096 + views.len() * 1024);
-    head(&mut out, "dockwarden · containers", true);
-    let (sync_class, sync_text) = if page.synced {
+/// Header, mode and the warnings every page carries.
+fn top(s: &Snapshot, subtitle: Markup) -> Markup {
+    let (sync_class, sync_text) = if s.synced {
         ("ok", "synced with Docker")
     } else {
         ("bad", "NOT synced with Docker: figures may be stale")
     };
-    let _ = write!(
-        out,
-        "<header><h1>dockwarden</h1><span class=\"sub\">containers on this host</span>\
-         <span class=\"sync {sync_class}\" id=\"sync\">{sync_text}</span></header><main>"
-    );
-    let count = |f: &dyn Fn(&ContainerView) -> bool| views.iter().filter(|v| f(v)).count();
-    let running = count(&|v| v.state == State::Running);
-    let denied = count(&|v| v.verdict.as_ref().is_some_and(|x| !x.allowed));
-    let warning = count(&|v| v.health_class == HealthClass::Warning);
-    let critical = count(&|v| v.health_class == HealthClass::Critical);
-    let unhealthy = count(&|v| v.health == Some("unhealthy"));
-    out.push_str("<section class=\"cards\">");
-    let mut card = |class: &str, n: usize, label: &str| {
-        let _ = write!(out, "<div class=\"card {class}\"><b>{n}</b>{}</div>", esc(label));
+    html! {
+        header {
+            h1 { a href="/containers" { "dockwarden" } }
+            (subtitle)
+            @match &s.policy {
+                Some(p) if p.policy.mode == Mode::Audit => {
+                    span.mode.audit #mode title="denied containers are reported, never touched" { "AUDIT mode: reports, touches nothing" }
+                }
+                Some(p) => {
+                    span.mode.enforce #mode { "ENFORCE mode: denied containers are " (past(p.policy.action.as_str())) }
+                }
+                None => { span.mode.none #mode { "no allowlist given: no verdicts" } }
+            }
+            span #sync class=(format!("sync {sync_class}")) { (sync_text) }
+        }
+        @if let Some(why) = &s.policy_refused {
+            div.banner.bad #policy-refused {
+                strong { "The allowlist file on disk was refused" }
+                @if let Some(p) = &s.policy { " — the older policy (generation " (p.generation) ") stays in force." }
+                " Fix the file; it is re-read on every change."
+                br; code { (why) }
+            }
+        }
+        @if s.decisions.configured() && !s.decisions.reachable() {
+            div.banner.warn #controller-unreachable {
+                strong { "The controller cannot be reached" }
+                ": what dockwarden did recently is unknown"
+                @if s.decisions.feed.is_some() { " (the actions below are the last known)" }
+                ". Everything else on this page is current."
+                @if let Some(e) = &s.decisions.error { br; code { (e) } }
+            }
+        }
+    }
+}
+
+fn past(action: &str) -> &str {
+    match action {
+        "kill" => "killed",
+        "stop" => "stopped",
+        "remove" => "removed",
+        other => other,
+    }
+}
+
+fn footer(s: &Snapshot, refresh: bool) -> Markup {
+    html! {
+        footer {
+            @match &s.policy {
+                Some(p) => {
+                    "allowlist generation " (p.generation) " · mode " (p.policy.mode.as_str())
+                    " · action " (p.policy.action.as_str()) " · " (p.policy.rules.len()) " rules"
+                }
+                None => "no allowlist",
+            }
+            @if refresh { " · refreshes every 10 s" }
+            " · JSON: " span.mono { "curl http://HOST:8080/containers" }
+        }
+    }
+}
+
+/// `GET /containers` for a browser: `filter` is `None` for the unfiltered page.
+pub fn list_page(s: &Snapshot, shown: &[impl AsRef<Entry>], filter: Option<&ListFilter>) -> String {
+    let shown: Vec<&Entry> = shown.iter().map(AsRef::as_ref).collect();
+    let mode = mode_of(s);
+    let count = |f: &dyn Fn(&Entry) -> bool| shown.iter().filter(|e| f(e)).count();
+    let running = count(&|e| e.c.state == State::Running);
+    let denied_live = count(&|e| e.denied() && e.c.state.is_live());
+    let killed =
+        count(&|e| e.denied() && !e.c.state.is_live() && e.last_action.as_ref().is_some_and(Decision::acted));
+    let warning = count(&|e| e.health_class == HealthClass::Warning);
+    let critical = count(&|e| e.health_class == HealthClass::Critical);
+    let unhealthy = count(&|e| e.c.health.as_deref() == Some("unhealthy") && e.c.state == State::Running);
+    let default = ListFilter::default();
+    let f = filter.unwrap_or(&default);
+    let body = html! {
+        (top(s, html! { span.sub { "containers on this host" } }))
+        main {
+            section.cards {
+                div.card { b { (shown.len()) } "shown" }
+                div.card.ok { b { (running) } "running" }
+                div.card { b { (shown.len() - running) } "not running" }
+                @if s.policy.is_some() {
+                    @let label = if mode == Some(Mode::Audit) { "denied, running (audit: left alone)" } else { "denied, running" };
+                    div #denied-live class=(if denied_live > 0 { "card bad" } else { "card ok" }) { b { (denied_live) } (label) }
+                    div #killed .card.off { b { (killed) } "killed by dockwarden" }
+                }
+                div class=(if warning > 0 { "card warn" } else { "card" }) { b { (warning) } "warning (≥ 75 %)" }
+                div class=(if critical > 0 { "card bad" } else { "card" }) { b { (critical) } "critical" }
+                div class=(if unhealthy > 0 { "card bad" } else { "card" }) { b { (unhealthy) } "healthcheck unhealthy" }
+            }
+            (filter_form(f, s.policy.is_some()))
+            table #containers {
+                thead { tr {
+                    th { "State" } th { "Name" } th { "Image" } th { "Status" } th { "Health" }
+                    th { "CPU" } th { "Memory" } th { "Allowlist" } th { "Ports" }
+                } }
+                tbody {
+                    @if shown.is_empty() {
+                        tr { td colspan="9" .empty {
+                            "No containers" @if !s.entries.is_empty() { " match these filters" } "."
+                        } }
+                    }
+                    @for e in &shown {
+                        @let state = e.c.state.as_str();
+                        @let live_denied = e.denied() && e.c.state.is_live();
+                        @let row = match (live_denied, mode) {
+                            (true, Some(Mode::Audit)) => "container audit",
+                            (true, _) => "container denied",
+                            _ => "container",
+                        };
+                        tr class=(row) data-name=(e.c.name) data-state=(state) data-class=(e.health_class.as_str())
+                            data-allowed=[e.verdict.as_ref().map(|v| v.allowed.to_string())] {
+                            td { span class=(format!("badge state-{state}")) { (state) } }
+                            td.name {
+                                a href=(format!("/containers/{}", e.c.id)) { (e.c.name) }
+                                div.id { (e.c.short_id()) }
+                            }
+                            td.mono { (e.c.image) }
+                            td { (e.status) }
+                            td { (health_cell(e)) }
+                            td.num { (cpu_cell(e)) }
+                            td.num { (memory_cell(e)) }
+                            td { (verdict_cell(e, mode)) }
+                            td.mono { (ports_cell(&e.c.ports)) }
+                        }
+                    }
+                }
+            }
+            (recent_actions(s))
+        }
+        (footer(s, true))
     };
-    card("", views.len(), "shown");
-    card("ok", running, "running");
-    card("", views.len() - running, "not running");
-    if page.policy_generation.is_some() {
-        card(
-            if denied > 0 { "bad" } else { "ok" },
-            denied,
-            "denied by the allowlist",
-        );
-    }
-    card(if warning > 0 { "warn" } else { "" }, warning, "warning (≥ 75 %)");
-    card(
-        if critical > 0 { "bad" } else { "" },
-        critical,
-        "critical (> 90 %)",
-    );
-    card(
-        if unhealthy > 0 { "bad" } else { "" },
-        unhealthy,
-        "healthcheck unhealthy",
-    );
-    out.push_str("</section>");
-    filter_form(&mut out, page);
-    out.push_str(
-        "<table id=\"containers\"><thead><tr><th>State</th><th>Name</th><th>Image</th>\
-         <th>Status</th><th>Health</th><th>CPU</th><th>Memory</th><th>Allowlist</th>\
-         <th>Ports</th></tr></thead><tbody>",
-    );
-    if views.is_empty() {
-        let _ = write!(
-            out,
-            "<tr><td colspan=\"9\" class=\"empty\">No containers{}.</td></tr>",
-            if page.total > 0 {
-                " match these filters"
-            } else {
-                ""
-            }
-        );
-    }
-    for v in views {
-        let denied = v.verdict.as_ref().is_some_and(|x| !x.allowed);
-        let state = v.state.as_str();
-        let _ = write!(
-            out,
-            "<tr class=\"container{}\" data-name=\"{}\" data-state=\"{state}\" data-class=\"{}\"{}>",
-            if denied { " denied" } else { "" },
-            esc(v.name),
-            v.health_class.as_str(),
-            match &v.verdict {
-                Some(x) => format!(" data-allowed=\"{}\"", x.allowed),
-                None => String::new(),
-            }
-        );
-        let _ = write!(
-            out,
-            "<td><span class=\"badge state-{state}\">{state}</span></td>\
-             <td class=\"name\"><a href=\"/containers/{}\">{}</a><div class=\"id\">{}</div></td>\
-             <td class=\"mono\">{}</td><td>{}</td><td>",
-            esc(v.id),
-            esc(v.name),
-            esc(short(v.id)),
-            esc(v.image),
-            esc(&v.status)
-        );
-        health_cell(&mut out, v);
-        out.push_str("</td><td class=\"num\">");
-        cpu_cell(&mut out, v);
-        out.push_str("</td><td class=\"num\">");
-        memory_cell(&mut out, v);
-        out.push_str("</td><td>");
-        verdict_cell(&mut out, v);
-        let _ = write!(out, "</td><td class=\"mono\">{}</td></tr>", esc(&ports_text(v)));
-    }
-    out.push_str("</tbody></table></main>");
-    footer(&mut out, page.now, page.policy_generation, true);
-    out
+    page("dockwarden · containers", true, body)
 }
 
-fn filter_form(out: &mut String, page: &Page) {
-    let f = page.filter;
-    out.push_str("<form class=\"filters\" method=\"get\" action=\"/containers\">");
+/// The controller's recent actions (with `--controller-url`).
+fn recent_actions(s: &Snapshot) -> Markup {
+    if !s.decisions.configured() {
+        return html! {};
+    }
+    let recent = s.decisions.recent(RECENT);
+    html! {
+        h2 #recent { "What dockwarden did recently" }
+        @if recent.is_empty() {
+            p.dh { @if s.decisions.feed.is_some() { "Nothing yet: no container was denied since the controller started." } @else { "Not known yet." } }
+        } @else {
+            table #actions {
+                thead { tr { th { "Time (UTC)" } th { "Container" } th { "What happened" } th { "Trigger" } th { "Latency" } } }
+                tbody {
+                    @for d in recent {
+                        @let started = s.get(&d.id).and_then(|e| e.times.started);
+                        tr {
+                            td.num { (format_seconds(d.time)) }
+                            td { a href=(format!("/containers/{}", d.id)) { (d.container) } div.id.mono { (d.image) } }
+                            td { (d.sentence(started)) }
+                            td { (d.trigger) }
+                            td.num { @match d.latency_ms { Some(ms) => (format!("{ms:.1} ms")), None => "–" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn filter_form(f: &ListFilter, with_policy: bool) -> Markup {
     let selected = f.states.as_ref().filter(|s| s.len() == 1).map(|s| s[0].as_str());
-    out.push_str("<label>state<select name=\"state\"><option value=\"\">any</option>");
-    for s in [
-        "running",
-        "created",
-        "paused",
-        "restarting",
-        "exited",
-        "dead",
-        "removing",
-    ] {
-        let _ = write!(
-            out,
-            "<option{}>{s}</option>",
-            if selected == Some(s) { " selected" } else { "" }
-        );
-    }
-    out.push_str("</select></label>");
-    if page.policy_generation.is_some() {
-        out.push_str("<label>allowlist<select name=\"allowed\"><option value=\"\">any</option>");
-        for (v, text) in [("true", "allowed"), ("false", "denied")] {
-            let sel = f.allowed.map(|a| a.to_string()).as_deref() == Some(v);
-            let _ = write!(
-                out,
-                "<option value=\"{v}\"{}>{text}</option>",
-                if sel { " selected" } else { "" }
-            );
+    let allowed = f.allowed.map(|a| a.to_string());
+    html! {
+        form.filters method="get" action="/containers" {
+            label { "state" select name="state" {
+                option value="" { "any" }
+                @for s in ["running", "created", "paused", "restarting", "exited", "dead", "removing"] {
+                    option selected[selected == Some(s)] { (s) }
+                }
+            } }
+            @if with_policy {
+                label { "allowlist" select name="allowed" {
+                    option value="" { "any" }
+                    option value="true" selected[allowed.as_deref() == Some("true")] { "allowed" }
+                    option value="false" selected[allowed.as_deref() == Some("false")] { "denied" }
+                } }
+            }
+            label { "name" input name="name" value=(f.name.as_ref().map_or("", |p| p.text.as_str())) placeholder="web-*"; }
+            label { "image" input name="image" value=(f.image.as_ref().map_or("", |p| p.text.as_str())) placeholder="nginx:*"; }
+            button type="submit" { "Filter" }
+            a href="/containers" { "clear" }
         }
-        out.push_str("</select></label>");
     }
-    for (param, value, hint) in [
-        ("name", f.name.as_ref().map(|p| p.text.as_str()), "web-*"),
-        ("image", f.image.as_ref().map(|p| p.text.as_str()), "nginx:*"),
-    ] {
-        let _ = write!(
-            out,
-            "<label>{param}<input name=\"{param}\" value=\"{}\" placeholder=\"{hint}\"></label>",
-            esc(value.unwrap_or(""))
-        );
-    }
-    out.push_str("<button type=\"submit\">Filter</button><a href=\"/containers\">clear</a></form>");
-}
-
-fn footer(out: &mut String, now: SystemTime, generation: Option<u64>, refresh: bool) {
-    let _ = write!(
-        out,
-        "<footer>Generated {}{} · {} · JSON: <span class=\"mono\">curl \
-         http://HOST:8080/containers</span></footer></body></html>",
-        esc(&format_rfc3339(now)),
-        if refresh { " · refreshes every 10 s" } else { "" },
-        match generation {
-            Some(g) => format!("allowlist generation {g}"),
-            None => "no allowlist".to_string(),
-        }
-    );
 }
 
 /// `GET /containers/{id}` for a browser.
-pub fn detail_page(v: &ContainerView, now: SystemTime, generation: Option<u64>) -> String {
-    let mut out = String::with_capacity(8192);
-    head(&mut out, &format!("{} · dockwarden", v.name), false);
-    let _ = write!(
-        out,
-        "<header><h1>{}</h1><span class=\"sub mono\">{}</span></header><main>\
-         <p><a href=\"/containers\">← all containers</a> · \
-         <a href=\"/containers/{}/logs?tail=100\">last 100 log lines</a></p><dl>",
-        esc(v.name),
-        esc(v.id),
-        esc(v.id)
-    );
-    let mut row = |k: &str, html: String| {
-        let _ = write!(out, "<dt>{}</dt><dd>{html}</dd>", esc(k));
+pub fn detail_page(s: &Snapshot, e: &Entry) -> String {
+    let c = &e.c;
+    let state = c.state.as_str();
+    let about: Vec<&Decision> = s
+        .decisions
+        .feed
+        .as_ref()
+        .map(|f| f.decisions.iter().filter(|d| d.id == c.id).rev().collect())
+        .unwrap_or_default();
+    let body = html! {
+        (top(s, html! { span.sub.mono { (c.name) } }))
+        main {
+            p {
+                a href="/containers" { "← all containers" }
+                " · " a href=(format!("/containers/{}/logs?tail=100", c.id)) { "last 100 log lines" }
+            }
+            dl {
+                dt { "ID" } dd.mono { (c.id) }
+                dt { "state" } dd { span class=(format!("badge state-{state}")) { (state) } " " (e.status) }
+                dt { "health" } dd { (health_cell(e)) }
+                dt { "allowlist" } dd { (verdict_cell(e, mode_of(s))) }
+                dt { "CPU" } dd { (cpu_cell(e)) }
+                dt { "memory" } dd { (memory_cell(e)) }
+                dt { "image" } dd.mono { (c.image) }
+                dt { "image ID" } dd.mono { (c.image_id) }
+                dt { "created" } dd { (c.created) }
+                dt { "started" } dd { (c.started_at.as_deref().unwrap_or("–")) }
+                dt { "finished" } dd { (c.finished_at.as_deref().unwrap_or("–")) }
+                // Docker reports 0 for a container that never exited: only show a real one.
+                dt { "exit code" } dd { @match c.exit_code.filter(|_| matches!(c.state, State::Exited | State::Dead)) { Some(x) => (x), None => "–" } }
+                dt { "restarts" } dd { (c.restart_count) }
+                dt { "ports" } dd.mono { (ports_cell(&c.ports)) }
+                dt { "labels" } dd {
+                    @if c.labels.is_empty() { "–" }
+                    @for (k, v) in &c.labels { div.mono { (k) "=" (v) } }
+                }
+            }
+            @if s.decisions.configured() {
+                h2 #what-dockwarden-did { "What dockwarden did" }
+                @if about.is_empty() {
+                    p.dh { @if s.decisions.reachable() { "Nothing: the controller has not acted on this container." } @else { "Unknown: the controller cannot be reached." } }
+                } @else {
+                    ul.actions {
+                        @for d in about {
+                            li { span.mono { (format_seconds(d.time)) } " — " (d.sentence(e.times.started)) " (" (d.trigger) ")" }
+                        }
+                    }
+                }
+            }
+        }
+        (footer(s, false))
     };
-    let state = v.state.as_str();
-    row(
-        "state",
-        format!(
-            "<span class=\"badge state-{state}\">{state}</span> {}",
-            esc(&v.status)
-        ),
-    );
-    let mut h = String::new();
-    health_cell(&mut h, v);
-    row("health", h);
-    let mut a = String::new();
-    verdict_cell(&mut a, v);
-    row("allowlist", a);
-    let mut cpu = String::new();
-    cpu_cell(&mut cpu, v);
-    row("CPU", cpu);
-    let mut mem = String::new();
-    memory_cell(&mut mem, v);
-    row("memory", mem);
-    row("image", format!("<span class=\"mono\">{}</span>", esc(v.image)));
-    row(
-        "image ID",
-        format!("<span class=\"mono\">{}</span>", esc(v.image_id)),
-    );
-    row("created", esc(v.created));
-    row("started", esc(v.started_at.unwrap_or("–")));
-    row("finished", esc(v.finished_at.unwrap_or("–")));
-    row(
-        "exit code",
-        v.exit_code.map_or_else(|| "–".to_string(), |c| c.to_string()),
-    );
-    row("restarts", v.restart_count.to_string());
-    let ports = ports_text(v);
-    row(
-        "ports",
-        if ports.is_empty() {
-            "–".into()
-        } else {
-            esc(&ports)
-        },
-    );
-    let labels = v
-        .labels
-        .iter()
-        .map(|(k, val)| format!("<div class=\"mono\">{}={}</div>", esc(k), esc(val)))
-        .collect::<String>();
-    row("labels", if labels.is_empty() { "–".into() } else { labels });
-    out.push_str("</dl></main>");
-    footer(&mut out, now, generation, false);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use common::container::Container;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn escapes_everything() {
-        assert_eq!(
-            esc(r#"<script>alert("x")</script>&'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
-        );
-    }
-
-    #[test]
-    fn page_marks_denied_and_escapes_docker_strings() {
-        let c = Container {
-            id: "0123456789abcdef".into(),
-            name: "web<1>".into(),
-            image: "evil\"><script>x</script>".into(),
-            image_id: "sha256:1".into(),
-            state: State::Running,
-            health: Some("unhealthy".into()),
-            labels: BTreeMap::from([("k".to_string(), "<b>v</b>".to_string())]),
-            ..Default::default()
-        };
-        let verdict = common::policy::Verdict {
-            allowed: false,
-            rule: None,
-            reason: "no [[allow]] rule matches".into(),
-        };
-        let now = SystemTime::now();
-        let v = ContainerView::new(&c, None, Some(verdict), now);
-        let f = ListFilter::default();
-        let page = Page {
-            synced: true,
-            policy_generation: Some(1),
-            filter: &f,
-            total: 1,
-            now,
-        };
-        let html = list_page(std::slice::from_ref(&v), &page);
-        assert!(html.contains("class=\"container denied\""));
-        assert!(html.contains("DENIED"));
-        assert!(!html.contains("<script>"), "unescaped image");
-        assert!(html.contains("web&lt;1&gt;"));
-        let detail = detail_page(&v, now, Some(1));
-        assert!(!detail.contains("<b>v</b>") && detail.contains("&lt;b&gt;v&lt;/b&gt;"));
-        assert!(!detail.contains("<script>"));
-    }
+    page(&format!("{} · dockwarden", c.name), false, body)
 }

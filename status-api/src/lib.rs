@@ -1,32 +1,46 @@
 //! dockwarden's status API: every container's state, health, resources and allowlist verdict,
-//! as JSON for programs and a web page for browsers. Every answer comes from the informer's
-//! in-memory picture of the host (list + watch), so a request costs no Docker call; only
-//! `/containers/{id}/logs` asks the engine, bounded.
+//! as JSON for programs and a web page for browsers, and what the controller did. Every
+//! answer comes from the informer's in-memory picture of the host (list + watch), rendered
+//! at most once per change and per second ([`views`]): a request costs no Docker call and,
+//! for the unfiltered list, no rendering. Only `/containers/{id}/logs` asks the engine,
+//! bounded, and it is off unless a token is set or `--logs` is given.
 //!
 //! # Layout
 //! - [`config`]: the command line and environment (clap).
-//! - [`filters`]: the route tree, one function per route; [`handlers`]: the work behind
-//!   them; [`models`]: the JSON types; [`html`]: the page for browsers; [`errors`]: the one
-//!   rejection type and `recover` (JSON `{"error","message"}`).
-//! - [`query`]: strict query parameters (filters, `tail`); [`auth`]: the bearer token.
-//! - [`resources`]: background CPU/memory sampling and health classes;
-//!   [`status`]: Docker-like status text from the stored times.
-//! - [`metrics`]: `/metrics` (OpenMetrics text).
+//! - [`routes`]: the one route table; [`filters`]: the request filter that dispatches on it
+//!   and adds the security headers; [`handlers`]: the work behind each route.
+//! - [`views`]: the view cache (snapshots, per-container entries); [`reply`]: cached bodies
+//!   with ETag and gzip; [`models`]: the JSON types and the verdict; [`html`]: the page
+//!   (maud); [`errors`]: JSON `{"error","message"}`.
+//! - [`query`]: strict query parameters (filters, `tail`, `container`); [`auth`]: the token.
+//! - [`resources`]: background CPU/memory sampling and health classes; [`status`]:
+//!   Docker-like status text from the parsed times.
+//! - [`decisions`]: the controller's decisions, fetched in the background;
+//!   [`policy_file`]: whether the policy file on disk was refused.
+//! - [`stream`]: streamed bodies (the logs) under warp; [`metrics`]: `/metrics`.
 //!
-//! Tests drive [`filters::routes`] with `warp::test::request()` and the real server through
-//! [`bind`] + [`Server::run`] on `127.0.0.1:0`.
+//! The server is [`common::http`]'s hardened HTTP/1.1 server (header-read timeout,
+//! connection cap, graceful shutdown). Tests drive [`filters::routes`] with
+//! `warp::test::request()` and the real server through [`bind`] + [`Server::run`] on
+//! `127.0.0.1:0`.
 
 pub mod auth;
 pub mod config;
+pub mod decisions;
 pub mod errors;
 pub mod filters;
 pub mod handlers;
 pub mod html;
 pub mod metrics;
 pub mod models;
+pub mod policy_file;
 pub mod query;
+pub mod reply;
 pub mod resources;
+pub mod routes;
 pub mod status;
+pub mod stream;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,20 +53,25 @@ use anyhow::{Context, anyhow};
 use bollard::Docker;
 use common::docker::Identity;
 use common::engine::HttpEngine;
+use common::http::Limits;
 use common::informer::{self, Informer};
 use common::reload::PolicyHandle;
 use common::store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use filters::routes;
 
 use crate::auth::Token;
+use crate::decisions::Decisions;
 use crate::metrics::Metrics;
+use crate::policy_file::FileStatus;
 use crate::resources::Resources;
+use crate::views::Views;
 
-/// Logs requests served at once; more wait (within the logs timeout).
-pub const LOG_CONCURRENCY: usize = 4;
+/// Logs requests streamed at once (each holds at most `handlers::LOG_QUEUE` chunks); more
+/// wait, within the logs timeout.
+pub const LOG_CONCURRENCY: usize = 16;
 
 /// What the server needs to run.
 #[derive(Debug, Clone)]
@@ -66,6 +85,14 @@ pub struct Config {
     pub stats_interval: Duration,
     /// How long in-flight requests may take to finish after the shutdown signal.
     pub shutdown_grace: Duration,
+    /// A request head must arrive within this time (also the keep-alive idle timeout).
+    pub header_read_timeout: Duration,
+    /// Connections open at once; more wait until one closes.
+    pub max_connections: usize,
+    /// The controller's metrics address (`http://host:9090`), for `/decisions`.
+    pub controller_url: Option<String>,
+    /// Serve `/containers/{id}/logs` even without a token.
+    pub logs: bool,
 }
 
 impl Default for Config {
@@ -77,8 +104,11 @@ impl Default for Config {
             token: None,
             scope: None,
             stats_interval: Duration::from_secs(5),
-            // Under `docker stop`'s default 10 s before SIGKILL, with room to spare.
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: Limits::default().shutdown_grace,
+            header_read_timeout: Limits::default().header_read_timeout,
+            max_connections: Limits::default().max_connections,
+            controller_url: None,
+            logs: false,
         }
     }
 }
@@ -98,11 +128,30 @@ pub struct Shared {
     pub docker: watch::Receiver<Option<Docker>>,
     pub metrics: Metrics,
     pub token: Option<Token>,
+    /// Whether `/containers/{id}/logs` answers: a token is set, or `--logs` was given.
+    pub logs_enabled: bool,
     /// Bounds concurrent logs requests (the one route that calls Docker).
-    pub log_permits: Semaphore,
-    /// This process's container and image, once known: their containers are spared, as
-    /// the controller spares them.
-    identity: Arc<RwLock<Identity>>,
+    pub log_permits: Arc<Semaphore>,
+    /// The rendered picture, rebuilt at most once per change and per second.
+    pub views: Views,
+    /// What the controller did (with `--controller-url`).
+    pub decisions: Decisions,
+    /// Whether the policy file on disk is refused.
+    pub policy_file: FileStatus,
+    /// The HTTP server's connection counters.
+    pub http: Arc<common::http::Stats>,
+    /// This process's container and image, once known (their containers are spared, as
+    /// the controller spares them), with a version that moves when it is learnt.
+    identity: Arc<RwLock<(Identity, u64)>>,
+}
+
+/// What [`AppState::new`] takes besides the picture's sources.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub token: Option<Token>,
+    /// `--logs`: serve the logs route without a token.
+    pub logs: bool,
+    pub controller_url: Option<String>,
 }
 
 impl Deref for AppState {
@@ -118,16 +167,18 @@ impl AppState {
         policy: Option<PolicyHandle>,
         docker: watch::Receiver<Option<Docker>>,
         informer_stats: Arc<informer::Stats>,
-        token: Option<Token>,
+        opts: Options,
     ) -> AppState {
         let resources = Resources::default();
-        let identity: Arc<RwLock<Identity>> = Arc::default();
+        let identity: Arc<RwLock<(Identity, u64)>> = Arc::default();
+        let http = Arc::<common::http::Stats>::default();
         let metrics = Metrics::new(metrics::Sources {
             store: store.clone(),
             informer: informer_stats,
             policy: policy.clone(),
             resources: resources.stats.clone(),
             identity: identity.clone(),
+            http: http.clone(),
         });
         AppState(Arc::new(Shared {
             store,
@@ -135,19 +186,29 @@ impl AppState {
             resources,
             docker,
             metrics,
-            token,
-            log_permits: Semaphore::new(LOG_CONCURRENCY),
+            logs_enabled: opts.logs || opts.token.is_some(),
+            token: opts.token,
+            log_permits: Arc::new(Semaphore::new(LOG_CONCURRENCY)),
+            views: Views::default(),
+            decisions: Decisions::new(opts.controller_url),
+            policy_file: FileStatus::default(),
+            http,
             identity,
         }))
     }
 
-    /// Whose containers are spared (default: none, until known).
-    pub fn identity(&self) -> Identity {
+    /// Whose containers are spared (default: none, until known), and the version of that.
+    pub fn identity_versioned(&self) -> (Identity, u64) {
         self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_identity(&self, me: Identity) {
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = me;
+        {
+            let mut cur = self.identity.write().unwrap_or_else(|e| e.into_inner());
+            cur.0 = me;
+            cur.1 += 1;
+        }
+        self.views.touch();
     }
 
     /// Learns this process's own container and image (retrying until the engine answers).
@@ -162,6 +223,8 @@ pub struct Server {
     state: AppState,
     informer: Informer<HttpEngine>,
     engine: HttpEngine,
+    /// The informer's notices: each one that changes the picture moves the view cache on.
+    notices: mpsc::Receiver<informer::Notice>,
     reload: Option<tokio::task::JoinHandle<()>>,
     config: Config,
 }
@@ -181,7 +244,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let store = Store::new();
     let engine = HttpEngine::new(config.docker_host.as_deref()).context("the Docker host")?;
-    let informer = Informer::new(
+    let mut informer = Informer::new(
         informer::Config {
             label_selector: config.scope.clone(),
             ..Default::default()
@@ -189,14 +252,20 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         store.clone(),
         engine.clone(),
     );
-    let token = config.token.as_deref().and_then(Token::new);
+    let notices = informer.notices();
+    let opts = Options {
+        token: config.token.as_deref().and_then(Token::new),
+        logs: config.logs,
+        controller_url: config.controller_url.clone().filter(|u| !u.is_empty()),
+    };
     let docker = common::docker::connect_in_background(config.docker_host.clone());
-    let state = AppState::new(store, policy, docker, informer.stats(), token);
+    let state = AppState::new(store, policy, docker, informer.stats(), opts);
     Ok(Server {
         listener,
         state,
         informer,
         engine,
+        notices,
         reload,
         config,
     })
@@ -225,6 +294,7 @@ impl Server {
             state,
             informer,
             engine,
+            mut notices,
             reload,
             config,
         } = self;
@@ -236,19 +306,45 @@ impl Server {
             config.stats_interval,
         ));
         let identity_task = tokio::spawn(state.clone().learn_identity(engine));
+        let notices_state = state.clone();
+        let notices_task = tokio::spawn(async move {
+            while let Some(n) = notices.recv().await {
+                if !matches!(n, informer::Notice::Event { .. }) {
+                    notices_state.views.touch();
+                }
+            }
+        });
+        let decisions_task = config
+            .controller_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .map(|url| tokio::spawn(state.decisions.clone().run(url)));
+        let policy_file_task = state
+            .policy
+            .clone()
+            .map(|p| tokio::spawn(state.policy_file.clone().watch(p)));
         let mut reload_task = reload;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = warp::serve(filters::routes(state.clone()))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop_rx.await;
-            })
-            .run();
+        let limits = Limits {
+            header_read_timeout: config.header_read_timeout,
+            max_connections: config.max_connections,
+            shutdown_grace: config.shutdown_grace,
+        };
+        let service = stream::Streaming(hyper_util::service::TowerToHyperService::new(warp::service(
+            filters::routes(state.clone()),
+        )));
+        let server = common::http::serve(listener, service, limits, state.http.clone(), async move {
+            let _ = stop_rx.await;
+        });
         tracing::info!(
             %addr,
             allowlist = config.allowlist.as_ref().map(|p| p.display().to_string()),
             scope = config.scope.as_deref(),
             token = state.token.is_some(),
+            logs_route = state.logs_enabled,
+            controller = config.controller_url.as_deref(),
+            header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
+            max_connections = config.max_connections,
             "status-api listening"
         );
         if state.token.is_none() {
@@ -273,20 +369,18 @@ impl Server {
             tracing::error!(error = %e, "shutting down");
         }
         if !server_done {
-            tracing::info!(
-                grace_ms = config.shutdown_grace.as_millis() as u64,
-                "no longer accepting connections; letting in-flight requests finish"
-            );
+            // The server lets in-flight requests finish within the grace period.
             let _ = stop_tx.send(());
-            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
-                Ok(()) => tracing::info!("all connections closed"),
-                Err(_) => tracing::warn!("grace period over; dropping the remaining connections"),
-            }
+            server.await;
         }
         informer_task.abort();
         sampler_task.abort();
         identity_task.abort();
-        if let Some(t) = reload_task {
+        notices_task.abort();
+        for t in [decisions_task, policy_file_task, reload_task]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         outcome

@@ -25,6 +25,10 @@ async fn main() -> ExitCode {
         token: args.token,
         scope: args.scope.filter(|s| !s.is_empty()),
         stats_interval: Duration::from_secs(args.stats_interval),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        controller_url: args.controller_url.filter(|u| !u.is_empty()),
+        logs: args.logs,
         ..Default::default()
     };
     match status_api::run(config, common::shutdown::signal()).await {

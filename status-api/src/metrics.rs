@@ -52,7 +52,9 @@ pub struct Sources {
     pub policy: Option<PolicyHandle>,
     pub resources: Arc<CollectorStats>,
     /// Whose containers are spared (see `models::verdict`).
-    pub identity: Arc<RwLock<Identity>>,
+    pub identity: Arc<RwLock<(Identity, u64)>>,
+    /// The HTTP server's connections.
+    pub http: Arc<common::http::Stats>,
 }
 
 impl Metrics {
@@ -84,9 +86,9 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request (called by the HTTP layer for every response).
-    pub fn observe(&self, path: &str, method: &warp::http::Method, status: u16, seconds: f64) {
-        let route = route_of(path);
+    /// Counts one answered request (called by the request filter for every response);
+    /// `route` is the route table's template, or `other`.
+    pub fn observe(&self, route: &'static str, method: &warp::http::Method, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
@@ -104,20 +106,6 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
-    }
-}
-
-/// A route template for a request path, so that label values stay few.
-pub fn route_of(path: &str) -> &'static str {
-    let mut seg = path.trim_start_matches('/').split('/');
-    match (seg.next(), seg.next(), seg.next(), seg.next()) {
-        (Some("containers"), None, _, _) => "/containers",
-        (Some("containers"), Some(id), None, _) if !id.is_empty() => "/containers/{id}",
-        (Some("containers"), Some(id), Some("logs"), None) if !id.is_empty() => "/containers/{id}/logs",
-        (Some("healthz"), None, _, _) => "/healthz",
-        (Some("readyz"), None, _, _) => "/readyz",
-        (Some("metrics"), None, _, _) => "/metrics",
-        _ => "other",
     }
 }
 
@@ -146,6 +134,24 @@ impl fmt::Debug for Sources {
 
 impl Collector for Sources {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        gauge(
+            &mut enc,
+            "status_api_http_connections_open",
+            "HTTP connections open now",
+            i64::try_from(self.http.open.load(Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            &mut enc,
+            "status_api_http_connections",
+            "HTTP connections accepted",
+            self.http.accepted.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "status_api_http_connection_errors",
+            "HTTP connections that ended with an error (timeout, reset, malformed request)",
+            self.http.errors.load(Relaxed),
+        )?;
         let r = &self.resources;
         counter(
             &mut enc,
@@ -167,7 +173,7 @@ impl Collector for Sources {
         )?;
         if let Some(p) = &self.policy {
             let loaded = p.current();
-            let me = self.identity.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let me = self.identity.read().unwrap_or_else(|e| e.into_inner()).0.clone();
             let denied = self
                 .store
                 .list()
@@ -190,17 +196,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_are_templated() {
-        assert_eq!(route_of("/containers"), "/containers");
-        assert_eq!(route_of("/containers/abc"), "/containers/{id}");
-        assert_eq!(route_of("/containers/abc/logs"), "/containers/{id}/logs");
-        assert_eq!(route_of("/containers/abc/logs/x"), "other");
-        assert_eq!(route_of("/containers/../etc"), "other");
-        assert_eq!(route_of("/metrics"), "/metrics");
-        assert_eq!(route_of("/nope"), "other");
-    }
-
-    #[test]
     fn renders_openmetrics() {
         let m = Metrics::new(Sources {
             store: Store::new(),
@@ -208,6 +203,7 @@ mod tests {
             policy: None,
             resources: Arc::default(),
             identity: Arc::default(),
+            http: Arc::default(),
         });
         m.observe("/containers", &warp::http::Method::GET, 200, 0.001);
         let text = m.render().unwrap();
@@ -223,6 +219,7 @@ mod tests {
         );
         assert!(text.contains("dockwarden_informer_events_total 0"), "{text}");
         assert!(text.contains("dockwarden_informer_synced 0"), "{text}");
+        assert!(text.contains("status_api_http_connections_open 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -1,28 +1,21 @@
-//! The JSON the API answers with (serde types). Views borrow from the store's containers, so
-//! a listing copies nothing but the computed fields. The container environment is not part
+//! The JSON the API answers with (serde types), and [`verdict`], the one place a
+//! container's verdict comes from. Views borrow from the view cache's entries. The container environment is not part
 //! of [`common::container::Container`] and so cannot appear here.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use common::container::{Container, Port, State};
-use common::decision::{Decision, Identity, decide};
+use common::decision::{Decision as Judged, Identity, decide};
 use common::policy::{Policy, Verdict};
 use serde::Serialize;
 
-use crate::resources::{HealthClass, Sample};
-use crate::status::{format_rfc3339, status_text};
+use crate::decisions::Decision;
+use crate::resources::{HealthClass, ResourceClass, Sample};
+use crate::status::format_seconds;
+use crate::views::Entry;
 
-/// `GET /containers`.
-#[derive(Debug, Serialize)]
-pub struct ContainerList<'a> {
-    pub containers: Vec<ContainerView<'a>>,
-    pub count: usize,
-    /// False while the picture is not synced with Docker (starting, or disconnected).
-    pub synced: bool,
-}
-
-/// One container, as `GET /containers` lists it and `GET /containers/{id}` returns it.
+/// One container, as `GET /containers` lists it and `GET /containers/{id}` returns it. Built
+/// from a cached [`Entry`] (see [`crate::views`]).
 #[derive(Debug, Serialize)]
 pub struct ContainerView<'a> {
     pub id: &'a str,
@@ -32,7 +25,7 @@ pub struct ContainerView<'a> {
     pub image_id: &'a str,
     pub state: State,
     /// Like `docker ps`: "Up 5 minutes", "Exited (137) 2 minutes ago".
-    pub status: String,
+    pub status: &'a str,
     pub created: &'a str,
     pub started_at: Option<&'a str>,
     pub finished_at: Option<&'a str>,
@@ -40,16 +33,34 @@ pub struct ContainerView<'a> {
     /// Docker's own healthcheck status (`starting`, `healthy`, `unhealthy`), or null when
     /// the image defines no healthcheck.
     pub health: Option<&'a str>,
-    /// healthy, warning, critical (CPU or memory), stopped, unknown (no figures yet).
+    /// Docker's healthcheck and the resource figures together, worst first:
+    /// stopped, critical, warning, unknown, starting, running, healthy (see
+    /// [`HealthClass`]). Only a container whose healthcheck says `healthy` is `healthy`.
     pub health_class: HealthClass,
+    /// The figures alone: healthy, warning, critical, stopped, unknown.
+    pub resource_class: ResourceClass,
     /// Null until the first sample, and for containers that are not running.
     pub resources: Option<ResourcesView>,
     pub restart_count: i64,
+    /// Published ports carry `public_port` (and `ip`); EXPOSE-only ports have neither.
     pub ports: &'a [Port],
     pub labels: &'a BTreeMap<String, String>,
+    /// True when labels were left out of the stored copy to bound memory (judgements that
+    /// need them inspect the container again). Only present when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub labels_cut: bool,
+    /// Why this container's metadata could not be read whole: it is shown with what the
+    /// list call gives, and judged (denied unless that allows it) on the same. Only present
+    /// then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<&'a str>,
     /// `allowed`, `rule`, `reason`: only when the server runs with `--allowlist`.
     #[serde(flatten)]
-    pub verdict: Option<VerdictView>,
+    pub verdict: Option<VerdictView<'a>>,
+    /// The controller's latest decision about this container that acted or would have
+    /// acted (with `--controller-url`); absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<&'a Decision>,
 }
 
 /// Resource figures of a running container.
@@ -66,12 +77,12 @@ pub struct ResourcesView {
 
 /// The allowlist's verdict on a container.
 #[derive(Debug, Serialize)]
-pub struct VerdictView {
+pub struct VerdictView<'a> {
     pub allowed: bool,
     /// 1-based index of the first `[[allow]]` rule that allows it; null when denied (or
     /// spared).
     pub rule: Option<usize>,
-    pub reason: String,
+    pub reason: &'a str,
     /// True for dockwarden's own containers that no rule allows: the controller never acts
     /// on its own image, so they count as allowed. Only present when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -84,14 +95,14 @@ pub struct VerdictView {
 /// reported as not allowed, with the reason saying what is not known yet.
 pub fn verdict(policy: &Policy, c: &Container, me: &Identity) -> Verdict {
     match decide(policy, c, me) {
-        Decision::Allow(v) => v,
-        Decision::Spare(s) => Verdict {
+        Judged::Allow(v) => v,
+        Judged::Spare(s) => Verdict {
             allowed: true,
             rule: None,
             reason: format!("{SPARED}: {}", s.reason()),
         },
-        Decision::Deny { verdict, .. } => verdict,
-        Decision::Undecided(missing) => Verdict {
+        Judged::Deny { verdict, .. } => verdict,
+        Judged::Undecided(missing) => Verdict {
             allowed: false,
             rule: None,
             reason: format!("undecided: {missing} not known yet (being inspected again)"),
@@ -130,44 +141,54 @@ impl From<&Sample> for ResourcesView {
             memory_bytes: s.memory_bytes,
             memory_limit_bytes: s.memory_limit_bytes,
             memory_percent: s.memory_percent().map(round2),
-            sampled_at: format_rfc3339(s.sampled_at),
+            sampled_at: jiff::Timestamp::try_from(s.sampled_at)
+                .map(format_seconds)
+                .unwrap_or_default(),
         }
     }
 }
 
-impl From<Verdict> for VerdictView {
-    fn from(v: Verdict) -> Self {
+impl<'a> From<&'a Verdict> for VerdictView<'a> {
+    fn from(v: &'a Verdict) -> Self {
         VerdictView {
-            spared: v.allowed && v.rule.is_none() && v.reason.starts_with(SPARED),
+            spared: is_spared(v),
             allowed: v.allowed,
             rule: v.rule,
-            reason: v.reason,
+            reason: &v.reason,
         }
     }
+}
+
+/// Whether a verdict is [`verdict`]'s sparing of dockwarden's own containers.
+pub fn is_spared(v: &Verdict) -> bool {
+    v.allowed && v.rule.is_none() && v.reason.starts_with(SPARED)
 }
 
 impl<'a> ContainerView<'a> {
-    /// Builds the view at `now`; figures only count for a running container.
-    pub fn new(c: &'a Container, sample: Option<&Sample>, verdict: Option<Verdict>, now: SystemTime) -> Self {
-        let sample = sample.filter(|_| c.state == State::Running);
+    pub fn new(e: &'a Entry) -> Self {
+        let c = &e.c;
         ContainerView {
             id: &c.id,
             name: &c.name,
             image: &c.image,
             image_id: &c.image_id,
             state: c.state,
-            status: status_text(c, now),
+            status: &e.status,
             created: &c.created,
             started_at: c.started_at.as_deref(),
             finished_at: c.finished_at.as_deref(),
             exit_code: c.exit_code,
             health: c.health.as_deref(),
-            health_class: HealthClass::of(c.state, sample),
-            resources: sample.map(ResourcesView::from),
+            health_class: e.health_class,
+            resource_class: e.resource_class,
+            resources: e.sample.as_ref().map(ResourcesView::from),
             restart_count: c.restart_count,
             ports: &c.ports,
             labels: &c.labels,
-            verdict: verdict.map(VerdictView::from),
+            labels_cut: c.labels_cut,
+            problem: c.problem.as_deref(),
+            verdict: e.verdict.as_ref().map(VerdictView::from),
+            last_action: e.last_action.as_ref(),
         }
     }
 }
@@ -198,13 +219,13 @@ mod tests {
         };
         let sibling = verdict(&policy, &container("other", "sha256:dw"), &me);
         assert!(sibling.allowed && sibling.rule.is_none(), "{sibling:?}");
-        let view = VerdictView::from(sibling);
+        let view = VerdictView::from(&sibling);
         assert!(view.spared);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["spared"], true);
         let stranger = verdict(&policy, &container("y", "sha256:other"), &me);
         assert!(!stranger.allowed);
-        let json = serde_json::to_value(VerdictView::from(stranger)).unwrap();
+        let json = serde_json::to_value(VerdictView::from(&stranger)).unwrap();
         assert!(json.get("spared").is_none(), "only present when true: {json}");
         let nobody = verdict(&policy, &container("self", "sha256:dw"), &Identity::default());
         assert!(!nobody.allowed, "outside a container nothing is spared");

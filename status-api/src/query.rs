@@ -11,6 +11,8 @@
 //!   `docker run`.
 //!
 //! `GET /containers/{id}/logs`: `tail=N`, 1 ≤ N ≤ 10000, default 100.
+//!
+//! `GET /decisions`: `container=NAME-OR-ID-PREFIX`.
 
 use common::container::{Container, State};
 use common::policy::Verdict;
@@ -117,6 +119,11 @@ impl ListFilter {
         Ok(f)
     }
 
+    /// No filter given: the unfiltered (cached) list.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_none() && self.allowed.is_none() && self.name.is_none() && self.image.is_none()
+    }
+
     pub fn matches(&self, c: &Container, verdict: Option<&Verdict>) -> bool {
         self.states.as_ref().is_none_or(|s| s.contains(&c.state))
             && self.name.as_ref().is_none_or(|p| p.matches(&c.name))
@@ -150,6 +157,12 @@ pub fn parse_tail(params: &[(String, String)]) -> Result<u32, ApiError> {
             }
         }
     }
+}
+
+/// `container` of `GET /decisions`: a name or ID prefix; `None` when not given.
+pub fn parse_container(params: &[(String, String)]) -> Result<Option<String>, ApiError> {
+    check(params, &["container"])?;
+    Ok(params.iter().find(|(_, v)| !v.is_empty()).map(|(_, v)| v.clone()))
 }
 
 /// For routes that take no parameter.

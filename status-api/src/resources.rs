@@ -65,11 +65,37 @@ impl Sample {
     }
 }
 
-/// healthy < 75 % ≤ warning ≤ 90 % < critical, of CPU or memory (whichever is worse);
-/// stopped when the container is not running; unknown while no figures exist yet.
+/// What the page and the JSON call a container's health: Docker's own healthcheck and the
+/// resource figures together, worst first. Docker's verdict outranks the figures: a
+/// container Docker calls `unhealthy` is `critical` however idle it is, and only one whose
+/// healthcheck says `healthy` can be `healthy`.
+///
+/// | class | when (first that applies) |
+/// |---|---|
+/// | `stopped` | not running |
+/// | `critical` | Docker healthcheck `unhealthy`, or CPU or memory > 90 % |
+/// | `warning` | CPU or memory ≥ 75 % |
+/// | `unknown` | no CPU/memory figures yet |
+/// | `starting` | Docker healthcheck still `starting` |
+/// | `running` | no Docker healthcheck (figures fine, but nothing says it is healthy) |
+/// | `healthy` | Docker healthcheck `healthy` and figures fine |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthClass {
+    Healthy,
+    Running,
+    Starting,
+    Unknown,
+    Warning,
+    Critical,
+    Stopped,
+}
+
+/// The figures alone: healthy < 75 % ≤ warning ≤ 90 % < critical, of CPU or memory
+/// (whichever is worse); stopped when not running; unknown while no figures exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceClass {
     Healthy,
     Warning,
     Critical,
@@ -77,33 +103,54 @@ pub enum HealthClass {
     Unknown,
 }
 
-impl HealthClass {
-    pub fn of(state: State, sample: Option<&Sample>) -> HealthClass {
+impl ResourceClass {
+    pub fn of(state: State, sample: Option<&Sample>) -> ResourceClass {
         if state != State::Running {
-            return HealthClass::Stopped;
+            return ResourceClass::Stopped;
         }
         let Some(s) = sample else {
-            return HealthClass::Unknown;
+            return ResourceClass::Unknown;
         };
         let worst = [s.cpu_share_percent(), s.memory_percent()]
             .into_iter()
             .flatten()
             .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))));
         match worst {
-            None => HealthClass::Unknown,
-            Some(w) if w > CRITICAL_ABOVE => HealthClass::Critical,
-            Some(w) if w >= WARNING_AT => HealthClass::Warning,
-            Some(_) => HealthClass::Healthy,
+            None => ResourceClass::Unknown,
+            Some(w) if w > CRITICAL_ABOVE => ResourceClass::Critical,
+            Some(w) if w >= WARNING_AT => ResourceClass::Warning,
+            Some(_) => ResourceClass::Healthy,
+        }
+    }
+}
+
+impl HealthClass {
+    /// Combines Docker's healthcheck status (`None`: the image defines none) with the
+    /// resource class, by the table above.
+    pub fn of(state: State, docker_health: Option<&str>, resources: ResourceClass) -> HealthClass {
+        if state != State::Running {
+            return HealthClass::Stopped;
+        }
+        match (docker_health, resources) {
+            (Some("unhealthy"), _) | (_, ResourceClass::Critical) => HealthClass::Critical,
+            (_, ResourceClass::Warning) => HealthClass::Warning,
+            (_, ResourceClass::Unknown | ResourceClass::Stopped) => HealthClass::Unknown,
+            (Some("healthy"), ResourceClass::Healthy) => HealthClass::Healthy,
+            (None, ResourceClass::Healthy) => HealthClass::Running,
+            // `starting`, or a value a newer engine may add: not known to be healthy.
+            (Some(_), ResourceClass::Healthy) => HealthClass::Starting,
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             HealthClass::Healthy => "healthy",
+            HealthClass::Running => "running",
+            HealthClass::Starting => "starting",
+            HealthClass::Unknown => "unknown",
             HealthClass::Warning => "warning",
             HealthClass::Critical => "critical",
             HealthClass::Stopped => "stopped",
-            HealthClass::Unknown => "unknown",
         }
     }
 }
@@ -128,6 +175,8 @@ pub type Samples = HashMap<String, Sample>;
 pub struct Resources {
     samples: Arc<RwLock<Arc<Samples>>>,
     pub stats: Arc<CollectorStats>,
+    /// Bumped at every published round: the view cache re-renders when it moves.
+    version: Arc<AtomicU64>,
 }
 
 impl Resources {
@@ -136,8 +185,9 @@ impl Resources {
         self.samples.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn get(&self, id: &str) -> Option<Sample> {
-        self.snapshot().get(id).cloned()
+    /// Changes whenever a round publishes new figures.
+    pub fn version(&self) -> u64 {
+        self.version.load(Relaxed)
     }
 
     /// Samples every running container of `store` every `interval`, forever, with the
@@ -171,34 +221,34 @@ impl Resources {
             .filter(|c| c.state == State::Running)
             .map(|c| c.id.clone())
             .collect();
-        let results: Vec<(String, Option<ContainerStatsResponse>)> =
-            futures_util::stream::iter(running.clone())
-                .map(|id| async move {
-                    let r = fetch(docker, &id).await;
-                    (id, r)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
         let keep: HashSet<&String> = running.iter().collect();
-        let now = SystemTime::now();
         let previous = self.snapshot();
         let mut samples: Samples = previous
             .iter()
             .filter(|(id, _)| keep.contains(id))
             .map(|(id, s)| (id.clone(), s.clone()))
             .collect();
-        for (id, resp) in results {
+        // Each answer becomes a small Sample as it arrives: the engine's answers (a few KB
+        // each once decoded) are never all held at once, which at 1,000 containers was the
+        // largest peak of the process's memory.
+        let mut answers = futures_util::stream::iter(running.iter().cloned())
+            .map(|id| async move {
+                let r = fetch(docker, &id).await;
+                (id, r)
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some((id, resp)) = answers.next().await {
             let Some(resp) = resp else {
                 self.stats.errors.fetch_add(1, Relaxed);
                 continue;
             };
-            if let Some(s) = sample_from(&resp, previous.get(&id), now) {
+            if let Some(s) = sample_from(&resp, previous.get(&id), SystemTime::now()) {
                 self.stats.samples.fetch_add(1, Relaxed);
                 samples.insert(id, s);
             }
         }
         *self.samples.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(samples);
+        self.version.fetch_add(1, Relaxed);
         self.stats.rounds.fetch_add(1, Relaxed);
         self.stats
             .last_round_micros
@@ -358,30 +408,60 @@ mod tests {
             cpu_total_ns: 0,
             system_total_ns: 0,
         };
-        let class = |s: &Sample| HealthClass::of(State::Running, Some(s));
-        assert_eq!(class(&with(Some(10.0), 10)), HealthClass::Healthy);
+        let class = |s: &Sample| ResourceClass::of(State::Running, Some(s));
+        assert_eq!(class(&with(Some(10.0), 10)), ResourceClass::Healthy);
         assert_eq!(
             class(&with(Some(149.0), 10)),
-            HealthClass::Healthy,
+            ResourceClass::Healthy,
             "74.5 % of 2 CPUs"
         );
         assert_eq!(
             class(&with(Some(150.0), 10)),
-            HealthClass::Warning,
+            ResourceClass::Warning,
             "75 % of 2 CPUs"
         );
         assert_eq!(
             class(&with(None, 90)),
-            HealthClass::Warning,
+            ResourceClass::Warning,
             "90 % is still warning"
         );
-        assert_eq!(class(&with(None, 91)), HealthClass::Critical);
-        assert_eq!(class(&with(Some(190.0), 5)), HealthClass::Critical);
-        assert_eq!(HealthClass::of(State::Running, None), HealthClass::Unknown);
+        assert_eq!(class(&with(None, 91)), ResourceClass::Critical);
+        assert_eq!(class(&with(Some(190.0), 5)), ResourceClass::Critical);
+        assert_eq!(ResourceClass::of(State::Running, None), ResourceClass::Unknown);
         assert_eq!(
-            HealthClass::of(State::Exited, Some(&with(None, 99))),
-            HealthClass::Stopped
+            ResourceClass::of(State::Exited, Some(&with(None, 99))),
+            ResourceClass::Stopped
         );
-        assert_eq!(HealthClass::of(State::Paused, None), HealthClass::Stopped);
+        assert_eq!(ResourceClass::of(State::Paused, None), ResourceClass::Stopped);
+    }
+
+    #[test]
+    fn docker_health_outranks_the_figures() {
+        use HealthClass as H;
+        use ResourceClass as R;
+        let run = State::Running;
+        assert_eq!(
+            H::of(run, Some("unhealthy"), R::Healthy),
+            H::Critical,
+            "never green"
+        );
+        assert_eq!(H::of(run, Some("unhealthy"), R::Unknown), H::Critical);
+        assert_eq!(H::of(run, Some("healthy"), R::Healthy), H::Healthy);
+        assert_eq!(H::of(run, Some("healthy"), R::Warning), H::Warning);
+        assert_eq!(H::of(run, Some("healthy"), R::Critical), H::Critical);
+        assert_eq!(H::of(run, Some("healthy"), R::Unknown), H::Unknown);
+        assert_eq!(
+            H::of(run, Some("starting"), R::Healthy),
+            H::Starting,
+            "not green yet"
+        );
+        assert_eq!(
+            H::of(run, None, R::Healthy),
+            H::Running,
+            "no healthcheck: not green"
+        );
+        assert_eq!(H::of(run, None, R::Unknown), H::Unknown);
+        assert_eq!(H::of(State::Exited, Some("unhealthy"), R::Stopped), H::Stopped);
+        assert_eq!(H::of(State::Paused, Some("healthy"), R::Stopped), H::Stopped);
     }
 }

@@ -226,7 +226,16 @@ async fn allowed_follows_the_policy_and_its_reload() {
     assert_eq!(api.names("allowed=false").await, [scope.name("bad")]);
     assert_eq!(api.names("allowed=true").await, [scope.name("good")]);
     let html = api.get_html("/containers").await.body;
-    assert!(html.contains("class=\"container denied\""), "denied row marked");
+    // Audit mode: the denied row is marked as one audit leaves running, not as an alarm.
+    assert!(html.contains("class=\"container audit\""), "denied row marked");
+    assert!(
+        html.contains("DENIED · audit") && html.contains("AUDIT mode"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("class=\"container denied\""),
+        "audit touches nothing"
+    );
 
     // Replace the file the way editors do: the verdicts follow.
     dir.replace(
@@ -278,7 +287,9 @@ async fn resources_are_sampled_in_the_background() {
     assert!(r["memory_limit_bytes"].as_u64().unwrap() > 0, "{c}");
     assert!(r["online_cpus"].as_u64().unwrap() >= 1, "{c}");
     assert!(r["cpu_percent"].as_f64().unwrap() >= 0.0, "{c}");
-    assert_eq!(c["health_class"], "healthy", "an idle sleeper: {c}");
+    // No Docker healthcheck: never the green "healthy", whatever the figures say.
+    assert_eq!(c["health_class"], "running", "an idle sleeper: {c}");
+    assert_eq!(c["resource_class"], "healthy", "an idle sleeper: {c}");
     let html = api.get_html("/containers").await.body;
     assert!(html.contains("<meter"), "CPU and memory bars on the page");
     let m = api.get("/metrics").await.body;

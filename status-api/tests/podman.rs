@@ -100,7 +100,8 @@ async fn every_podman_container_is_listed_with_state_and_verdict_and_changes_sho
         sampled["resources"]["memory_bytes"].as_u64().unwrap() > 0,
         "{sampled}"
     );
-    assert_eq!(sampled["health_class"], "healthy", "{sampled}");
+    assert_eq!(sampled["health_class"], "running", "no healthcheck: {sampled}");
+    assert_eq!(sampled["resource_class"], "healthy", "an idle sleeper: {sampled}");
 
     // Lifecycle changes, each within a second.
     svc.cli(&["start", "ok-created"]).unwrap();

@@ -99,6 +99,10 @@ impl Engine for Fake {
         Ok(s.containers.keys().cloned().collect())
     }
 
+    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
+        Ok(vec![])
+    }
+
     async fn summary(&self, id: &str) -> Result<Option<Value>, EngineError> {
         let s = self.state();
         Ok(s.containers.get(id).map(|c| {

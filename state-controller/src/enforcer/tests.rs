@@ -290,14 +290,40 @@ fn a_container_that_keeps_coming_back_is_reported() {
     let p = loaded(SCOPE_HEAD, 1);
     let mut comebacks = Vec::new();
     for round in 0..3 {
-        let id = format!("pod-{round}"); // a kubelet recreates it under a new ID
-        let c = e.on_notice(Notice::Updated(full(&id, "k8s_bad_pod", State::Running)), &p, 0);
+        let id = format!("pod-{round}");
+        let c = e.on_notice(
+            Notice::Updated(full(&id, &format!("bad-{round}"), State::Running)),
+            &p,
+            0,
+        );
         let a = the_act(&c);
         comebacks.push(a.comebacks);
         e.on_result(&a, Outcome::Done { call_ms: 1.0 });
         e.on_notice(Notice::Removed(id), &p, 0);
     }
-    assert_eq!(comebacks, vec![0, 1, 2]);
+    assert_eq!(
+        comebacks,
+        vec![0, 0, 0],
+        "new names, no orchestrator labels: not the same thing"
+    );
+    // A kubelet's re-creations: new names, the same pod container.
+    let mut k8s = Vec::new();
+    for attempt in 0..3 {
+        let id = format!("k8s-{attempt}");
+        let mut c = (*full(&id, &format!("k8s_app_pod-x_ns_uid_{attempt}"), State::Running)).clone();
+        for (k, v) in [
+            ("io.kubernetes.pod.namespace", "ns"),
+            ("io.kubernetes.pod.name", "pod-x"),
+            ("io.kubernetes.container.name", "app"),
+        ] {
+            c.labels.insert(k.into(), v.into());
+        }
+        let cmds = e.on_notice(Notice::Updated(Arc::new(c)), &p, 0);
+        let a = the_act(&cmds);
+        k8s.push(a.comebacks);
+        e.on_result(&a, Outcome::Done { call_ms: 1.0 });
+    }
+    assert_eq!(k8s, vec![0, 1, 2]);
     // The same container restarted by its restart policy counts too.
     let c = e.on_notice(Notice::Updated(full("r", "restarts", State::Running)), &p, 0);
     e.on_result(&the_act(&c), Outcome::Done { call_ms: 1.0 });

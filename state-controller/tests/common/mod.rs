@@ -95,6 +95,12 @@ impl Controller {
         self.child.id()
     }
 
+    /// Kills the process (by its PID) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn still_running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
@@ -391,23 +397,46 @@ impl PrivateEngine {
     /// e.g. `--shutdown-timeout 1` so a stop does not wait 15 s for containers that ignore
     /// SIGTERM (the sleeper does, as PID 1).
     pub async fn start_with(tag: &str, extra: &[&str]) -> Result<PrivateEngine> {
+        let mut e = Self::prepare(tag, extra)?;
+        e.launch().await?;
+        Ok(e)
+    }
+
+    /// Its directory and address, without starting it yet (a plugin it needs must answer
+    /// before it starts).
+    pub fn prepare(tag: &str, extra: &[&str]) -> Result<PrivateEngine> {
         // Short path: Unix socket paths are limited to 108 bytes.
         let dir = PathBuf::from(format!("/tmp/dwtest-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let host = format!("unix://{}/docker.sock", dir.display());
-        let mut e = PrivateEngine {
+        Ok(PrivateEngine {
             ns: format!("dwtest-{tag}-{}", std::process::id()),
             dir,
             host,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        e.launch().await?;
-        Ok(e)
+        })
     }
 
-    async fn launch(&mut self) -> Result<()> {
+    /// The engine's socket file.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// Replaces the extra `dockerd` flags used from the next (re)start on.
+    pub fn set_flags(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Whether the dockerd process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    pub async fn launch(&mut self) -> Result<()> {
         let d = &self.dir;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -705,4 +734,27 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends one raw HTTP/1.1 request (bytes as given: malformed on purpose where that is the
+/// test) over a unix socket and returns the status code and body. `Connection: close` is
+/// the caller's to add.
+pub async fn raw_unix(socket: &Path, request: &[u8]) -> Result<(u16, String)> {
+    let mut s = tokio::net::UnixStream::connect(socket).await?;
+    s.write_all(request).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .context("no answer within 30 s")??;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line in {:?}", text.get(..80).unwrap_or(&text)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -31,6 +31,10 @@ pub struct Opts {
     pub token: Option<String>,
     pub docker_host: Option<String>,
     pub grace: Option<Duration>,
+    pub controller_url: Option<String>,
+    pub logs: bool,
+    pub header_read_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 impl Api {
@@ -51,6 +55,10 @@ impl Api {
             scope,
             stats_interval: Duration::from_millis(500),
             shutdown_grace: opts.grace.unwrap_or(Duration::from_secs(3)),
+            header_read_timeout: opts.header_read_timeout.unwrap_or(Duration::from_secs(10)),
+            max_connections: opts.max_connections.unwrap_or(1024),
+            controller_url: opts.controller_url,
+            logs: opts.logs,
         };
         let server = status_api::bind(config).await.expect("bind");
         let addr = server.local_addr().unwrap();

@@ -1,0 +1,401 @@
+//! Prevention against a real engine: a private dockerd started with
+//! `--authorization-plugin` asks the controller before it acts. Denied containers never
+//! exist; requests built to slip past a careless plugin are judged as the engine reads them;
+//! a narrowed policy refuses a start and the event path kills what already runs; reloads
+//! change the answers within a second; audit mode lets a denied run through; and when the
+//! plugin is down, the engine refuses everything until the documented recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Controller, PrivateEngine, TempDir, raw_unix, write_atomic};
+use testkit::{SLEEPER_IMAGE, docker_or_skip, eventually, sleeper_image};
+
+const T: Duration = Duration::from_secs(15);
+const ALLOWED_IMAGE: &str = "dwtest-allowed:latest";
+const PLUGIN_DIR: &str = "/run/docker/plugins";
+
+/// Allowed: names `ok-*`, the image `dwtest-allowed`, label `dwtest.trust=yes`.
+fn policy(head: &str) -> String {
+    format!(
+        "{head}\n[[allow]]\nname = \"ok-*\"\n[[allow]]\nimage = \"dwtest-allowed:*\"\n[[allow]]\nlabels = {{ \"dwtest.trust\" = \"yes\" }}\n"
+    )
+}
+
+/// A private engine guarded by a controller serving the plugin.
+struct Guarded {
+    engine: PrivateEngine,
+    controller: Controller,
+    dir: TempDir,
+    name: String,
+    socket: PathBuf,
+}
+
+impl Guarded {
+    async fn start(tag: &str, policy_text: &str) -> Guarded {
+        sleeper_image().unwrap();
+        let name = format!("dwtest-{tag}-{}", std::process::id());
+        let socket = Path::new(PLUGIN_DIR).join(format!("{name}.sock"));
+        let dir = TempDir::new(&format!("{name}-policy"));
+        std::fs::write(dir.path("allow.toml"), policy_text).unwrap();
+        let flag = format!("--authorization-plugin={name}");
+        let engine = PrivateEngine::prepare(tag, &[flag.as_str()]).unwrap();
+        // The plugin answers before the engine starts: the engine validates it then.
+        let controller = Controller::start(
+            &dir.path("allow.toml"),
+            &[
+                "--docker-host",
+                &engine.host,
+                "--authz-socket",
+                &socket.display().to_string(),
+            ],
+        );
+        eventually(T, "the plugin socket", || async { socket.exists().then_some(()) })
+            .await
+            .unwrap();
+        let mut g = Guarded {
+            engine,
+            controller,
+            dir,
+            name,
+            socket,
+        };
+        g.engine.launch().await.unwrap();
+        g.engine.load_image(SLEEPER_IMAGE).unwrap();
+        g.engine.cli(&["tag", SLEEPER_IMAGE, ALLOWED_IMAGE]).unwrap();
+        g.controller.wait_synced().await;
+        g
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut a = vec!["run", "-d", "--network", "none"];
+        a.extend_from_slice(args);
+        self.engine.cli(&a).map_err(|e| e.to_string())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.engine
+            .cli(&["ps", "-aq", "--filter", &format!("name=^/{name}$")])
+            .is_ok_and(|out| !out.is_empty())
+    }
+
+    fn state(&self, name: &str) -> String {
+        self.engine
+            .cli(&["inspect", "-f", "{{.State.Status}}", name])
+            .unwrap_or_default()
+    }
+
+    async fn raw(&self, request: &str) -> (u16, String) {
+        raw_unix(&self.engine.socket(), request.as_bytes()).await.unwrap()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- plugin {} ---", self.name);
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn create_request(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn json_create(path: &str, body: &str) -> String {
+    create_request(path, "Content-Type: application/json\r\n", body)
+}
+
+#[tokio::test]
+async fn allowed_runs_work_and_denied_ones_never_exist() {
+    if docker_or_skip("allowed_runs_work_and_denied_ones_never_exist")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let g = Guarded::start("authz-runs", &policy("")).await;
+    let ok = g.run(&["--name", "ok-1", SLEEPER_IMAGE]).unwrap();
+    assert!(!ok.is_empty());
+    assert_eq!(g.state("ok-1"), "running");
+    let err = g.run(&["--name", "bad-1", SLEEPER_IMAGE]).unwrap_err();
+    assert!(
+        err.contains(&format!("authorization denied by plugin {}", g.name))
+            && err.contains("no [[allow]] rule matches"),
+        "{err}"
+    );
+    assert!(!g.exists("bad-1"));
+    // 200 denied runs, straight at the API: none is ever created.
+    let t0 = Instant::now();
+    let mut refused = 0;
+    for i in 0..200 {
+        let (status, body) = g
+            .raw(&json_create(
+                &format!("/v1.41/containers/create?name=bad-many-{i}"),
+                &format!("{{\"Image\":\"{SLEEPER_IMAGE}\"}}"),
+            ))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        refused += 1;
+    }
+    let listed = g.engine.cli(&["ps", "-aq", "--filter", "name=bad-"]).unwrap();
+    assert!(listed.is_empty(), "denied containers exist: {listed}");
+    let events = g
+        .engine
+        .cli(&[
+            "events",
+            "--since",
+            "60s",
+            "--until",
+            "0s",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .unwrap();
+    assert!(
+        !events.contains("bad-"),
+        "a denied container was created: {events}"
+    );
+    eprintln!(
+        "{refused} denied creates refused in {:?}; none exists",
+        t0.elapsed()
+    );
+    assert!(
+        g.controller
+            .count_log(&["decision", "result=refused", "trigger=\"authz create\""])
+            >= 201
+    );
+}
+
+#[tokio::test]
+async fn requests_built_to_slip_past_are_judged_as_the_engine_reads_them() {
+    if docker_or_skip("requests_built_to_slip_past_are_judged_as_the_engine_reads_them")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let g = Guarded::start("authz-raw", &policy("")).await;
+    let denied = SLEEPER_IMAGE;
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "lower-case keys",
+            json_create(
+                "/containers/create?name=raw-lower",
+                &format!("{{\"image\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "duplicate keys",
+            json_create(
+                "/containers/create?name=raw-dup",
+                &format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"Image\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "case-folded duplicate keys",
+            json_create(
+                "/containers/create?name=raw-fold",
+                &format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"iMAGE\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "labels objects that merge",
+            json_create(
+                "/containers/create?name=raw-labels",
+                &format!(
+                    "{{\"Image\":\"{denied}\",\"Labels\":{{\"dwtest.trust\":\"yes\"}},\"labels\":{{\"dwtest.trust\":\"no\"}}}}"
+                ),
+            ),
+        ),
+        ("a chunked body", {
+            let body = format!("{{\"Image\":\"{denied}\"}}");
+            format!(
+                "POST /containers/create?name=raw-chunked HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+        }),
+        (
+            "a percent-encoded path",
+            json_create(
+                "/containers/cr%65ate?name=raw-pct",
+                &format!("{{\"Image\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "a versioned path",
+            json_create(
+                "/v1.41/containers/create?name=raw-v",
+                &format!("{{\"Image\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "a content type with parameters",
+            create_request(
+                "/containers/create?name=raw-ct",
+                "Content-Type: application/json; charset=utf-8\r\n",
+                &format!("{{\"Image\":\"{denied}\"}}"),
+            ),
+        ),
+        (
+            "a repeated name parameter",
+            json_create(
+                "/containers/create?name=raw-evil&name=ok-raw",
+                &format!("{{\"Image\":\"{denied}\"}}"),
+            ),
+        ),
+    ];
+    for (what, req) in &cases {
+        let (status, body) = g.raw(req).await;
+        assert_ne!(status, 201, "{what}: created: {body}");
+        eprintln!("{what}: HTTP {status}: {}", body.trim());
+    }
+    let listed = g.engine.cli(&["ps", "-a", "--format", "{{.Names}}"]).unwrap();
+    assert!(
+        !listed.contains("raw-") && !listed.contains("ok-raw"),
+        "created: {listed}"
+    );
+    // The same requests, honest: an allowed one goes through.
+    let (status, body) = g
+        .raw(&json_create(
+            "/containers/create?name=raw-honest",
+            &format!("{{\"Image\":\"{ALLOWED_IMAGE}\"}}"),
+        ))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_narrowed_policy_refuses_a_start_and_the_event_path_kills_what_runs() {
+    if docker_or_skip("a_narrowed_policy_refuses_a_start_and_the_event_path_kills_what_runs")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let g = Guarded::start("authz-narrow", &policy("")).await;
+    g.engine
+        .cli(&["create", "--name", "ok-later", "--network", "none", SLEEPER_IMAGE])
+        .unwrap();
+    g.run(&["--name", "ok-now", SLEEPER_IMAGE]).unwrap();
+    write_atomic(&g.dir.path("allow.toml"), "[[allow]]\nname = \"nothing-*\"\n");
+    g.controller
+        .wait_log(&["policy reloaded", "generation=2"], T)
+        .await
+        .unwrap();
+    let err = g.engine.cli(&["start", "ok-later"]).unwrap_err().to_string();
+    assert!(
+        err.contains("authorization denied") && err.contains("refuses start"),
+        "{err}"
+    );
+    assert_eq!(g.state("ok-later"), "created", "it never ran");
+    eventually(T, "ok-now killed by the event path", || async {
+        (g.state("ok-now") == "exited").then_some(())
+    })
+    .await
+    .unwrap();
+    // Exec into a denied container is refused too (it is not running: the engine would
+    // refuse anyway, but the plugin answers first).
+    assert!(g.engine.cli(&["exec", "ok-now", "/dw-sleeper", "1"]).is_err());
+}
+
+#[tokio::test]
+async fn reloads_change_the_answers_within_a_second_and_audit_lets_a_denied_run_through() {
+    if docker_or_skip("reloads_change_the_answers_within_a_second_and_audit_lets_a_denied_run_through")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let g = Guarded::start("authz-reload", &policy("")).await;
+    assert!(g.run(&["--name", "new-1", SLEEPER_IMAGE]).is_err());
+    write_atomic(
+        &g.dir.path("allow.toml"),
+        &format!("{}[[allow]]\nname = \"new-*\"\n", policy("")),
+    );
+    let t0 = Instant::now();
+    let mut n = 2;
+    let took = loop {
+        if g.run(&["--name", &format!("new-{n}"), SLEEPER_IMAGE]).is_ok() {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "still refused a second after the edit"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("the plugin's answer changed {took:?} after the edit");
+    write_atomic(&g.dir.path("allow.toml"), &policy("mode = \"audit\""));
+    g.controller
+        .wait_log(&["policy reloaded", "generation=3"], T)
+        .await
+        .unwrap();
+    g.run(&["--name", "audited-1", SLEEPER_IMAGE]).unwrap();
+    g.controller
+        .wait_log(
+            &[
+                "decision",
+                "container=audited-1",
+                "result=\"would refuse (audit mode)\"",
+            ],
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.state("audited-1"), "running");
+    assert!(
+        g.controller
+            .metric("dockwarden_authz_requests_total{endpoint=\"create\",result=\"audit\"}")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn with_the_plugin_down_the_engine_refuses_everything_until_the_documented_recovery() {
+    if docker_or_skip("with_the_plugin_down_the_engine_refuses_everything_until_the_documented_recovery")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let mut g = Guarded::start("authz-down", &policy("")).await;
+    g.run(&["--name", "ok-up", SLEEPER_IMAGE]).unwrap();
+    // Down: every API request is refused, `docker ps` included.
+    g.controller.kill();
+    let _ = std::fs::remove_file(&g.socket);
+    let err = g.engine.cli(&["ps"]).unwrap_err().to_string();
+    assert!(err.contains(&g.name), "the refusal names the plugin: {err}");
+    // Recovery 1 (docs/authz.md): start the plugin again; the engine answers again.
+    let socket = g.socket.display().to_string();
+    let up = Controller::start(
+        &g.dir.path("allow.toml"),
+        &["--docker-host", &g.engine.host, "--authz-socket", &socket],
+    );
+    let t0 = Instant::now();
+    eventually(Duration::from_secs(30), "the engine to answer again", || async {
+        g.engine.cli(&["ps"]).ok()
+    })
+    .await
+    .unwrap();
+    eprintln!("engine answers {:?} after the plugin came back", t0.elapsed());
+    drop(up);
+    let _ = std::fs::remove_file(&g.socket);
+    // Recovery 2: the plugin cannot come back: restart the engine without it (each request
+    // would otherwise wait ~30 s for the plugin and fail, as above).
+    g.engine.set_flags(&[]);
+    g.engine.restart().await.unwrap();
+    g.engine.cli(&["ps"]).unwrap();
+    assert!(!g.engine.exited());
+}

@@ -1,0 +1,379 @@
+//! Serve bytes, not work. The picture (containers, resource samples, policy in force,
+//! identity, the controller's decisions, the policy file's state) changes rarely; requests
+//! come often. A [`Snapshot`] is built at most once per change of the picture and at most
+//! once per second (status texts like "Up 5 minutes" are relative to now): it holds one
+//! [`Entry`] per container with its verdict, figures, status text and its JSON object
+//! already serialised, plus the unfiltered `/containers` JSON as bytes (and the HTML page,
+//! rendered on first demand), each with an ETag and a gzip copy made once.
+//!
+//! Filtered lists and detail views are built from the entries, not from scratch. Across
+//! snapshots, an entry's parsed times and verdict are kept while its container and the
+//! policy generation stay the same: verdicts come from [`models::verdict`] only.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::container::{Container, State};
+use common::policy::Verdict;
+use common::reload::Loaded;
+use jiff::Timestamp;
+
+use crate::decisions::Decision;
+use crate::models::{self, ContainerView};
+use crate::reply::Rendered;
+use crate::resources::{HealthClass, ResourceClass, Sample};
+use crate::status::{Times, status_text};
+use crate::{AppState, decisions, html};
+
+/// One container, ready to serve.
+#[derive(Debug)]
+pub struct Entry {
+    pub c: Arc<Container>,
+    pub times: Times,
+    /// `None` without an allowlist.
+    pub verdict: Option<Verdict>,
+    /// Only for a running container.
+    pub sample: Option<Sample>,
+    pub status: String,
+    pub resource_class: ResourceClass,
+    pub health_class: HealthClass,
+    /// The controller's latest decision about it.
+    pub last_action: Option<Decision>,
+    /// This entry as a JSON object (`GET /containers/{id}` and an element of the list).
+    pub json: Bytes,
+}
+
+impl Entry {
+    pub fn denied(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|v| !v.allowed)
+    }
+}
+
+/// What decides whether a snapshot is still current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    /// [`Views::touch`] count: informer notices, identity.
+    picture: u64,
+    samples: u64,
+    decisions: u64,
+    policy_file: u64,
+    policy_generation: u64,
+    synced: bool,
+    second: i64,
+}
+
+/// The picture at one moment, rendered.
+#[derive(Debug)]
+pub struct Snapshot {
+    key: Key,
+    pub now: Timestamp,
+    pub synced: bool,
+    /// Sorted by name.
+    pub entries: Vec<Arc<Entry>>,
+    by_id: HashMap<String, usize>,
+    pub policy: Option<Arc<Loaded>>,
+    /// Why the policy file on disk is refused (the policy in force is an older one).
+    pub policy_refused: Option<String>,
+    pub decisions: Arc<decisions::Snapshot>,
+    /// The unfiltered `GET /containers` JSON.
+    pub json: Arc<Rendered>,
+    /// The unfiltered page, rendered on first demand.
+    html: OnceLock<Arc<Rendered>>,
+    /// The previous snapshot's page, reused when the new one renders the same bytes.
+    prev_html: Option<Arc<Rendered>>,
+}
+
+impl Snapshot {
+    pub fn get(&self, id: &str) -> Option<&Arc<Entry>> {
+        self.by_id.get(id).and_then(|i| self.entries.get(*i))
+    }
+
+    /// The page for browsers.
+    pub fn html(&self) -> Arc<Rendered> {
+        self.html
+            .get_or_init(|| {
+                let r = Rendered::new(
+                    html::list_page(self, &self.entries, None).into(),
+                    html::CONTENT_TYPE,
+                );
+                match &self.prev_html {
+                    Some(prev) if prev.hash == r.hash => prev.clone(),
+                    _ => Arc::new(r),
+                }
+            })
+            .clone()
+    }
+}
+
+/// The cache; one per server.
+#[derive(Default)]
+pub struct Views {
+    current: RwLock<Option<Arc<Snapshot>>>,
+    /// Held while building; keeps what survives between snapshots.
+    build: Mutex<HashMap<String, Base>>,
+    picture: AtomicU64,
+}
+
+/// What an entry keeps across snapshots while its inputs stay the same.
+#[derive(Debug, Clone)]
+struct Base {
+    c: Arc<Container>,
+    times: Times,
+    verdict: Option<Verdict>,
+    generation: Option<u64>,
+    identity: u64,
+}
+
+impl Views {
+    /// Something in the picture changed (an informer notice, the identity).
+    pub fn touch(&self) {
+        self.picture.fetch_add(1, Relaxed);
+    }
+
+    pub fn picture_version(&self) -> u64 {
+        self.picture.load(Relaxed)
+    }
+
+    /// The current snapshot, built if the picture changed or a second went by. While one
+    /// request builds it, the others are served the previous snapshot (a few milliseconds
+    /// old) instead of queueing behind the build; only the very first build is waited for.
+    pub fn snapshot(&self, state: &AppState) -> Arc<Snapshot> {
+        self.get(state, false)
+    }
+
+    /// Like [`Views::snapshot`], but waits for a build in progress: for a request that must
+    /// see a container the store already holds.
+    pub fn snapshot_fresh(&self, state: &AppState) -> Arc<Snapshot> {
+        self.get(state, true)
+    }
+
+    fn get(&self, state: &AppState, wait: bool) -> Arc<Snapshot> {
+        let policy = state.policy.as_ref().map(|p| p.current());
+        let now = Timestamp::now();
+        let key = Key {
+            picture: self.picture.load(Relaxed),
+            samples: state.resources.version(),
+            decisions: state.decisions.version(),
+            policy_file: state.policy_file.version(),
+            policy_generation: policy.as_ref().map_or(0, |p| p.generation),
+            synced: state.store.is_ready(),
+            second: now.as_second(),
+        };
+        if let Some(s) = self.current_if(key) {
+            return s;
+        }
+        let mut bases = match self.build.try_lock() {
+            Ok(b) => b,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let cur = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match cur {
+                    Some(s) if !wait => return s,
+                    _ => self.build.lock().unwrap_or_else(|e| e.into_inner()),
+                }
+            }
+        };
+        // Another request may have built it while this one waited.
+        if let Some(s) = self.current_if(key) {
+            return s;
+        }
+        let prev = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let snap = Arc::new(build(state, key, now, policy, prev.as_deref(), &mut bases));
+        // Compress before publishing, so no request waits for it: once per new content
+        // (unchanged bytes keep the previous copy), and the page only while browsers ask.
+        snap.json.gzip();
+        if prev.as_ref().is_some_and(|p| p.html.get().is_some()) {
+            snap.html().gzip();
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+        snap
+    }
+
+    fn current_if(&self, key: Key) -> Option<Arc<Snapshot>> {
+        let cur = self.current.read().unwrap_or_else(|e| e.into_inner());
+        cur.as_ref().filter(|s| s.key == key).cloned()
+    }
+}
+
+fn build(
+    state: &AppState,
+    key: Key,
+    now: Timestamp,
+    policy: Option<Arc<Loaded>>,
+    prev: Option<&Snapshot>,
+    bases: &mut HashMap<String, Base>,
+) -> Snapshot {
+    let containers = state.store.list();
+    let samples = state.resources.snapshot();
+    let (me, identity) = state.identity_versioned();
+    let decisions = state.decisions.current();
+    let generation = policy.as_ref().map(|p| p.generation);
+    let mut entries = Vec::with_capacity(containers.len());
+    let mut by_id = HashMap::with_capacity(containers.len());
+    let mut next_bases = HashMap::with_capacity(containers.len());
+    for c in containers {
+        let base = match bases.remove(&c.id) {
+            Some(b) if Arc::ptr_eq(&b.c, &c) && b.generation == generation && b.identity == identity => b,
+            _ => Base {
+                times: Times::of(&c),
+                verdict: policy.as_ref().map(|p| models::verdict(&p.policy, &c, &me)),
+                generation,
+                identity,
+                c: c.clone(),
+            },
+        };
+        let sample = samples.get(&c.id).filter(|_| c.state == State::Running).cloned();
+        let resource_class = ResourceClass::of(c.state, sample.as_ref());
+        let e = Entry {
+            status: status_text(&c, &base.times, now),
+            health_class: HealthClass::of(c.state, c.health.as_deref(), resource_class),
+            resource_class,
+            sample,
+            times: base.times,
+            verdict: base.verdict.clone(),
+            last_action: decisions.latest_for(&c.id).cloned(),
+            json: Bytes::new(),
+            c,
+        };
+        by_id.insert(e.c.id.clone(), entries.len());
+        next_bases.insert(e.c.id.clone(), base);
+        entries.push(e);
+    }
+    *bases = next_bases;
+    let synced = key.synced;
+    // The list is written once; each entry's JSON is a slice of it (no second copy).
+    let (body, ranges) = list_json_of(&entries, synced);
+    let json = Rendered::new(body, JSON);
+    let json = match prev {
+        Some(p) if p.json.hash == json.hash => p.json.clone(),
+        _ => Arc::new(json),
+    };
+    let entries = entries
+        .into_iter()
+        .zip(ranges)
+        .map(|(mut e, r)| {
+            e.json = json.body.slice(r);
+            Arc::new(e)
+        })
+        .collect();
+    Snapshot {
+        key,
+        now,
+        synced,
+        entries,
+        by_id,
+        policy,
+        policy_refused: state.policy_file.refused(),
+        decisions,
+        json,
+        html: OnceLock::new(),
+        prev_html: prev.and_then(|p| p.html.get().cloned()),
+    }
+}
+
+/// Content type of every JSON answer.
+pub const JSON: &str = "application/json";
+
+/// Serialises a value that cannot fail to serialise (plain data, string keys).
+pub fn to_json<T: serde::Serialize>(v: &T) -> Bytes {
+    match serde_json::to_vec(v) {
+        Ok(b) => b.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise an answer");
+            Bytes::from_static(b"null")
+        }
+    }
+}
+
+/// The whole list's JSON, serialising each entry once, and where each entry's object is.
+fn list_json_of(entries: &[Entry], synced: bool) -> (Bytes, Vec<std::ops::Range<usize>>) {
+    let mut out = BytesMut::with_capacity(entries.len() * 768 + 64).writer();
+    let mut ranges = Vec::with_capacity(entries.len());
+    out.get_mut().put_slice(b"{\"containers\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.get_mut().put_u8(b',');
+        }
+        let start = out.get_ref().len();
+        if let Err(err) = serde_json::to_writer(&mut out, &ContainerView::new(e)) {
+            tracing::error!(error = %err, "cannot serialise a container");
+            out.get_mut().truncate(start);
+            out.get_mut().put_slice(b"null");
+        }
+        ranges.push(start..out.get_ref().len());
+    }
+    let count = entries.len();
+    out.get_mut()
+        .put_slice(format!("],\"count\":{count},\"synced\":{synced}}}").as_bytes());
+    (out.into_inner().freeze(), ranges)
+}
+
+/// `{"containers":[...],"count":N,"synced":bool}` from entries' JSON objects: the same bytes
+/// serde would write for the whole list, without serialising anything again.
+pub fn list_json<'a>(objects: impl Iterator<Item = &'a Bytes> + Clone, synced: bool) -> Bytes {
+    let (count, len) = objects
+        .clone()
+        .fold((0usize, 0usize), |(n, l), o| (n + 1, l + o.len() + 1));
+    let mut out = BytesMut::with_capacity(len + 64);
+    out.put_slice(b"{\"containers\":[");
+    for (i, o) in objects.enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(o);
+    }
+    out.put_slice(format!("],\"count\":{count},\"synced\":{synced}}}").as_bytes());
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_json_is_what_serde_writes() {
+        let a = to_json(&serde_json::json!({"id": "a", "n": 1}));
+        let b = to_json(&serde_json::json!({"id": "b"}));
+        let got = list_json([&a, &b].into_iter(), true);
+        let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"containers": [{"id": "a", "n": 1}, {"id": "b"}], "count": 2, "synced": true})
+        );
+        let entry = |id: &str| Entry {
+            c: Arc::new(Container {
+                id: id.into(),
+                name: format!("n-{id}"),
+                state: State::Running,
+                ..Default::default()
+            }),
+            times: Times::default(),
+            verdict: None,
+            sample: None,
+            status: "Up 1 second".into(),
+            resource_class: ResourceClass::Unknown,
+            health_class: HealthClass::Unknown,
+            last_action: None,
+            json: Bytes::new(),
+        };
+        let entries = [entry("a1"), entry("b2")];
+        let (body, ranges) = list_json_of(&entries, true);
+        let objects: Vec<Bytes> = ranges.iter().map(|r| body.slice(r.clone())).collect();
+        assert_eq!(
+            body,
+            list_json(objects.iter(), true),
+            "one writer, the same bytes"
+        );
+        for (o, e) in objects.iter().zip(&entries) {
+            assert_eq!(
+                o,
+                &to_json(&ContainerView::new(e)),
+                "each slice is the entry's object"
+            );
+        }
+        let empty = list_json(std::iter::empty(), false);
+        assert_eq!(&empty[..], br#"{"containers":[],"count":0,"synced":false}"#);
+    }
+}

@@ -1,0 +1,184 @@
+//! The logs route under 400 readers that ask for a big log and never read it: the server's
+//! memory stays small (every response is streamed through a bounded queue, none is
+//! buffered whole: before, each held up to 8 MiB), the rest of the API keeps answering, and
+//! once the stalled readers are cut off a normal logs request works again. Also: the route
+//! is off without a token or `--logs`.
+//!
+//! The big log comes from `examples/dw-chatter.rs` (about 9 MB of lines), built static and
+//! put in an image of its own, `dwtest-api-chatter:<pid>`, removed at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Api, Opts};
+use testkit::{Scope, Spec, docker_or_skip, image_from_binaries, workspace_root};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const READERS: usize = 400;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Builds the chatter example static (same flags as scripts/build-static.sh, so the
+/// release dependencies are shared) and an image holding it.
+fn chatter_image() -> String {
+    let root = workspace_root();
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-p",
+            "status-api",
+            "--example",
+            "dw-chatter",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building dw-chatter");
+    let bin = root.join("target/x86_64-unknown-linux-gnu/release/examples/dw-chatter");
+    let tag = format!("dwtest-api-chatter:{}", std::process::id());
+    image_from_binaries(&tag, &[bin], "dw-chatter").unwrap();
+    tag
+}
+
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Asks for the whole log, reads the first bytes (the status line), then stops reading.
+async fn stalled_reader(addr: std::net::SocketAddr, path: String) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut head))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    (s, String::from_utf8_lossy(&head[..n]).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_hundred_stalled_log_readers_hold_no_big_buffers() {
+    let Some(docker) = docker_or_skip("four_hundred_stalled_log_readers_hold_no_big_buffers").await else {
+        return;
+    };
+    let image = chatter_image();
+    let _image = RemoveImage(image.clone());
+    let scope = Scope::new("api-logs-stall");
+    let id = scope
+        .run(&docker, Spec::new("chatty").image(&image))
+        .await
+        .unwrap();
+
+    // Off by default.
+    let off = Api::start(&scope, Opts::default()).await;
+    off.get(&format!("/containers/{id}/logs")).await.assert_error(
+        403,
+        "forbidden",
+        "logs without a token or --logs",
+    );
+    off.stop().await.unwrap();
+
+    let api = Api::start(
+        &scope,
+        Opts {
+            logs: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let path = format!("/containers/{id}/logs?tail=10000");
+    // The whole log arrives, cut at 8 MiB, for a reader that reads.
+    testkit::eventually(
+        Duration::from_secs(10),
+        "the chatter's log is complete",
+        || async {
+            let r = api.get(&path).await;
+            (r.status == 200 && r.body.contains("output cut at 8 MiB")).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let full = api.get(&path).await;
+    assert!(full.body.len() > 8 * 1024 * 1024, "{} bytes", full.body.len());
+    assert_eq!(full.header("cache-control"), Some("no-store"));
+
+    let before = rss_kib();
+    let t0 = Instant::now();
+    let mut readers = Vec::with_capacity(READERS);
+    for _ in 0..READERS {
+        readers.push(tokio::spawn(stalled_reader(api.addr, path.clone())));
+    }
+    // While they stall: memory stays small and the API answers.
+    let mut peak = before;
+    let mut worst = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(6) {
+        peak = peak.max(rss_kib());
+        let t = Instant::now();
+        assert_eq!(api.get("/healthz").await.status, 200);
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut heads = Vec::with_capacity(READERS);
+    for r in readers {
+        heads.push(r.await.unwrap());
+    }
+    peak = peak.max(rss_kib());
+    let ok = heads
+        .iter()
+        .filter(|(_, h)| h.starts_with("HTTP/1.1 200"))
+        .count();
+    let busy = heads
+        .iter()
+        .filter(|(_, h)| h.starts_with("HTTP/1.1 504"))
+        .count();
+    eprintln!(
+        "{READERS} stalled readers: {ok} streaming, {busy} told 504 (waited for a slot), RSS {} -> peak {} MiB; /healthz slowest {worst:?}",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(peak < 64 * 1024, "RSS peaked at {} MiB", peak / 1024);
+    assert!(ok >= 1, "no reader got a stream");
+    assert_eq!(
+        ok + busy,
+        READERS,
+        "every reader got an answer: {:?}",
+        heads.iter().map(|h| &h.1).collect::<Vec<_>>()
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "/healthz took {worst:?} meanwhile"
+    );
+    // The stalled streams are cut off (LOG_STALL) and their slots freed: logs work again.
+    testkit::eventually(
+        Duration::from_secs(30),
+        "a normal logs request after the stall",
+        || async {
+            let r = api.get(&format!("/containers/{id}/logs?tail=5")).await;
+            (r.status == 200 && r.body.lines().count() == 5).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    drop(heads);
+    api.stop().await.unwrap();
+}
