@@ -11,6 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use ::common::engine::{Engine, HttpEngine};
 use common::{Controller, TempDir, write_atomic};
 use testkit::eventually;
 use testkit::podman::{PodmanService, podman_or_skip};
@@ -87,6 +88,11 @@ async fn allowed_containers_live_and_denied_ones_are_killed_from_the_create_even
         "137",
         "SIGKILL"
     );
+    // Killing it again: Podman answers 500 ("container state improper"), which the client
+    // reads as Docker's 409, so an action that comes second is "already gone", not failed.
+    let engine = HttpEngine::new(Some(&svc.host)).unwrap();
+    let again = engine.kill("bad-1").await.unwrap_err();
+    assert_eq!(again.status(), Some(409), "{again}");
 
     // Decided from Podman's create event alone (no inspect needed), killed once it ran.
     let pending = c
