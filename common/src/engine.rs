@@ -516,7 +516,9 @@ impl Engine for HttpEngine {
 
     async fn kill(&self, id: &str) -> Result<(), EngineError> {
         let q = format!("/containers/{}/kill?signal=SIGKILL", encode(id));
-        self.call("kill container", Method::POST, &q, self.timeout).await
+        self.call("kill container", Method::POST, &q, self.timeout)
+            .await
+            .map_err(not_running_is_a_conflict)
     }
 
     async fn stop(&self, id: &str, secs: u64) -> Result<(), EngineError> {
@@ -530,6 +532,29 @@ impl Engine for HttpEngine {
         let q = format!("/containers/{}?force=1", encode(id));
         self.call("remove container", Method::DELETE, &q, self.timeout)
             .await
+    }
+}
+
+/// Podman's error for an action on a container in the wrong state (libpod's
+/// `ErrCtrStateInvalid`).
+const PODMAN_STATE_IMPROPER: &str = "container state improper";
+
+/// A kill of a container that is no longer running is HTTP 409 on Docker. Podman 4.3's compat
+/// handler answers 500 ("can only kill running containers. <id> is in state exited: container
+/// state improper": it wraps the error in a per-container report it does not map). Read as
+/// Docker's, so that a container already down is not reported as a failed kill and retried.
+fn not_running_is_a_conflict(e: EngineError) -> EngineError {
+    match e {
+        EngineError::Status {
+            what,
+            status: 500,
+            message,
+        } if message.contains(PODMAN_STATE_IMPROPER) => EngineError::Status {
+            what,
+            status: 409,
+            message,
+        },
+        other => other,
     }
 }
 
@@ -654,6 +679,27 @@ mod tests {
         assert!(Endpoint::resolve(Some("https://h:2376")).is_err());
         assert!(Endpoint::resolve(Some("ssh://me@h")).is_err());
         assert!(Endpoint::resolve(Some("unix://")).is_err());
+    }
+
+    #[test]
+    fn podmans_kill_of_a_stopped_container_is_a_conflict_as_on_docker() {
+        let status = |status: u16, message: &str| EngineError::Status {
+            what: "kill container".into(),
+            status,
+            message: message.into(),
+        };
+        // As Podman 4.3.1's service answered it.
+        let podman = status(
+            500,
+            "can only kill running containers. 3a1d242cd374 is in state exited: container state improper",
+        );
+        assert_eq!(not_running_is_a_conflict(podman).status(), Some(409));
+        let other = not_running_is_a_conflict(status(500, "runtime error"));
+        assert_eq!(other.status(), Some(500), "other errors stay errors");
+        assert_eq!(
+            not_running_is_a_conflict(status(404, "no such container")).status(),
+            Some(404)
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! container is reported with what the list call shows and [`Container::problem`] set, so
 //! that it is judged on what is known and denied when that does not settle it.
 //!
+//! Notices keep the engine's order: an inspect that already shows a container running whose
+//! `start` event has not arrived yet (Podman answers inspects that way, its event stream
+//! lags by up to 250 ms) waits up to [`EVENT_LAG_GRACE`] for the event, so the consumer's
+//! event fast path acts on the engine's own record first.
+//!
 //! All engine calls go through the [`Engine`] trait; the tests below drive the informer
 //! with a scripted fake under `tokio::time::pause()`.
 
@@ -27,14 +32,23 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use crate::backoff::Backoff;
-use crate::container::{Container, ImageFacts};
+use crate::container::{Container, ImageFacts, State};
 use crate::engine::{Engine, EngineError};
 use crate::event::{Action, Event, Kind};
 use crate::queue::{Tracker, WorkQueue};
 use crate::store::Store;
 
-/// Container actions that can change what we know about a container (`health_status` is
-/// matched by prefix by the engine).
+/// Container actions that can change what we know about a container, in the names of every
+/// engine dockwarden talks to: the engine keeps only events whose action is listed, so a name
+/// missing here is an event silently never seen. Docker's names, then Podman's own:
+/// - Podman's compat endpoint renames `died` to `die` on the way out, but Podman 4.3 matches
+///   the filter against its own name (`event=die` returns nothing before 4.4), so `died`
+///   is asked for too; removal is `remove` on Podman (`destroy` on Docker); a container
+///   restored from a checkpoint runs again with only a `restore` event.
+/// - `health_status` matches Docker's `health_status: <value>` by prefix and Podman's
+///   `health_status` exactly.
+///
+/// Extra names cost nothing: Docker accepts any value and matches none of Podman's.
 const CONTAINER_ACTIONS: &[&str] = &[
     "create",
     "start",
@@ -48,9 +62,30 @@ const CONTAINER_ACTIONS: &[&str] = &[
     "destroy",
     "oom",
     "health_status",
+    // Podman
+    "died",
+    "remove",
+    "restore",
 ];
-/// Image actions after which cached repo tags/digests may be wrong.
-const IMAGE_ACTIONS: &[&str] = &["tag", "untag", "delete", "import", "load", "pull", "push"];
+/// Image actions after which cached repo tags/digests may be wrong. Podman's image removal
+/// is `remove` in the filter (its compat endpoint writes `delete` out), `podman load` is
+/// `loadfromarchive`.
+const IMAGE_ACTIONS: &[&str] = &[
+    "tag",
+    "untag",
+    "delete",
+    "import",
+    "load",
+    "pull",
+    "push",
+    // Podman
+    "remove",
+    "loadfromarchive",
+];
+/// How long an inspect that shows a container running may wait for the `start` event the
+/// stream has not delivered yet (see [`ahead_of_the_events`]). Podman's event stream polls
+/// its events file every 250 ms; Docker's lags by far less.
+pub const EVENT_LAG_GRACE: Duration = Duration::from_secs(1);
 /// Inspect tries before a container is reported unjudgeable (10 ms, ×3 each: ~1.2 s).
 pub const INSPECT_TRIES: u32 = 6;
 
@@ -198,9 +233,33 @@ struct Shared<E> {
     /// Set when a notice could not be delivered: the session re-lists.
     overflowed: AtomicBool,
     overflow: Notify,
+    /// Containers whose `create` event came and whose start has not been announced yet
+    /// (`start`, `restart`, `unpause`, `restore`); `started` wakes whoever waits for one.
+    unstarted: Mutex<HashSet<String>>,
+    started: Notify,
 }
 
 impl<E> Shared<E> {
+    fn unstarted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unstarted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows which containers were created and not yet started, from the events.
+    fn track_start(&self, ev: &Event) {
+        let started = match &ev.action {
+            Action::Create => {
+                self.unstarted().insert(ev.id.clone());
+                return;
+            }
+            Action::Start | Action::Restart | Action::Unpause | Action::Destroy => true,
+            Action::Other(a) => a == "restore",
+            _ => false,
+        };
+        if started && self.unstarted().remove(&ev.id) {
+            self.started.notify_waiters();
+        }
+    }
+
     fn notify(&self, n: Notice) {
         let Some(tx) = &self.notices else { return };
         match tx.try_send(n) {
@@ -259,6 +318,8 @@ impl<E: Engine> Informer<E> {
             label_selector: self.config.label_selector.clone().filter(|s| !s.is_empty()),
             overflowed: AtomicBool::new(false),
             overflow: Notify::new(),
+            unstarted: Mutex::new(HashSet::new()),
+            started: Notify::new(),
         });
         for _ in 0..self.config.workers.max(1) {
             tokio::spawn(worker(shared.clone()));
@@ -320,10 +381,7 @@ impl<E: Engine> Informer<E> {
         // Two subscriptions, merged: container events (only the scope's, when scoped) and
         // every image event. One filter cannot do both: the engine ANDs filter keys, and
         // image events carry no container labels.
-        let mut container_filters = json!({"type": ["container"], "event": CONTAINER_ACTIONS});
-        if let Some(sel) = &shared.label_selector {
-            container_filters["label"] = json!([sel]);
-        }
+        let container_filters = container_filters(shared.label_selector.as_deref());
         let image_filters = json!({"type": ["image"], "event": IMAGE_ACTIONS});
         let stream = |filters: &Value| {
             shared
@@ -336,6 +394,9 @@ impl<E: Engine> Informer<E> {
         tokio::pin!(events);
 
         shared.overflowed.store(false, Relaxed);
+        // The order of events and inspects is kept within a session; the re-list below
+        // inspects everything anew.
+        shared.unstarted().clear();
         let mut relist = Some(Box::pin(relist(shared.clone())));
         let mut relist_is_initial = true;
         let mut resync = tokio::time::interval(self.config.resync_every);
@@ -385,6 +446,29 @@ impl<E: Engine> Informer<E> {
     }
 }
 
+/// The container-event subscription's filters. A `key=value` scope is filtered by the
+/// engine; a bare `key` scope is not sent: Podman (4.3) matches a label filter without `=`
+/// to nothing, so such a scope is checked here instead ([`in_scope`]).
+fn container_filters(label_selector: Option<&str>) -> Value {
+    let mut filters = json!({"type": ["container"], "event": CONTAINER_ACTIONS});
+    if let Some(sel) = label_selector.filter(|s| s.contains('=')) {
+        filters["label"] = json!([sel]);
+    }
+    filters
+}
+
+/// Whether a container event belongs to the scope: always for a `key=value` scope (the
+/// engine filtered it); for a bare `key` scope, when the event's attributes have the key.
+/// Engines write their own keys (`name`, `image`...) over labels of those names in event
+/// attributes, so a bare scope named like one of them admits every container's events; the
+/// list (filtered by the engine) still tells which containers are in scope.
+fn in_scope(label_selector: Option<&str>, ev: &Event) -> bool {
+    match label_selector {
+        Some(key) if !key.contains('=') => ev.attributes.contains_key(key),
+        _ => true,
+    }
+}
+
 /// `since`/`until` as the engine takes them: Unix seconds with nanoseconds.
 pub fn format_since(nano: i64) -> String {
     format!(
@@ -402,7 +486,11 @@ fn handle_event<E>(shared: &Shared<E>, ev: Event) {
             shared.notify(Notice::ImageChanged);
         }
         Kind::Container => {
+            if !in_scope(shared.label_selector.as_deref(), &ev) {
+                return;
+            }
             tracing::debug!(container = %ev.id, action = ev.action.as_str(), "event");
+            shared.track_start(&ev);
             let container = ev.container().map(Box::new);
             shared.queue.push(&ev.id, None);
             shared.notify(Notice::Event {
@@ -465,7 +553,14 @@ async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
     let mut last = String::new();
     for attempt in 1..=INSPECT_TRIES {
         match inspect_once(shared, id).await {
-            Attempt::Got(c) => return publish(shared, *c),
+            Attempt::Got(c) => {
+                if c.state == State::Running && ahead_of_the_events(shared, id).await {
+                    // Its start event came meanwhile and queued a fresh inspect, which is
+                    // published after the event.
+                    return;
+                }
+                return publish(shared, *c);
+            }
             Attempt::Gone => return forget(shared, id),
             Attempt::Failed(why) => {
                 tracing::debug!(container = %id, attempt, error = %why, "inspect did not give a judgeable container; trying again");
@@ -527,6 +622,36 @@ async fn inspect_once<E: Engine>(shared: &Shared<E>, id: &str) -> Attempt {
     }
 }
 
+/// Whether an inspect that shows `id` running got ahead of the event stream: the container's
+/// `create` event came, its `start` event did not yet. That happens on Podman, whose inspect
+/// waits for the container's lock while it starts and so answers `running` up to one poll of
+/// its events file (250 ms) before the `start` event is read. Publishing that answer first
+/// would make consumers act on an inspect what the event (the engine's own record, and the
+/// fast path that needs no inspect) announces a moment later: notices are kept in the
+/// engine's order instead. Waits up to [`EVENT_LAG_GRACE`] for the event: `true` when it
+/// came (it queued another inspect of `id`, so this answer is stale), `false` when there
+/// was nothing to wait for or it did not come in time (events can be lost: publish).
+async fn ahead_of_the_events<E>(shared: &Shared<E>, id: &str) -> bool {
+    if !shared.unstarted().contains(id) {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + EVENT_LAG_GRACE;
+    loop {
+        let started = shared.started.notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if !shared.unstarted().contains(id) {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, started).await.is_err() {
+            shared.unstarted().remove(id);
+            tracing::debug!(container = %id, grace_ms = EVENT_LAG_GRACE.as_millis() as u64,
+                "running, and no start event came: publishing the inspect");
+            return false;
+        }
+    }
+}
+
 fn publish<E>(shared: &Shared<E>, c: Container) {
     let stored = if c.is_bounded() { c.clone() } else { c.bounded() };
     shared.store.upsert(Arc::new(stored));
@@ -535,6 +660,7 @@ fn publish<E>(shared: &Shared<E>, c: Container) {
 
 fn forget<E>(shared: &Shared<E>, id: &str) {
     shared.store.remove(id);
+    shared.unstarted().remove(id);
     // Always: a consumer may have records of a container it saw only in events.
     shared.notify(Notice::Removed(id.to_string()));
 }

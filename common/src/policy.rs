@@ -285,8 +285,37 @@ impl Policy {
             }
         }
         Judgement::Denied {
-            reason: NO_RULE.to_string(),
+            reason: self.denial_reason(c),
         }
+    }
+
+    /// Why nothing allows `c`. Podman names images built or imported on the host
+    /// `localhost/NAME:TAG` where Docker says `NAME:TAG`, which reads as Docker Hub's
+    /// `docker.io/library/NAME:TAG`: two different repositories, and a rule for the one never
+    /// allows the other (a Hub rule must not let anyone who can build an image here name it
+    /// past the policy). A rule that would allow the container under the Hub name was most
+    /// likely written for it: the reason says which, and what to write instead.
+    fn denial_reason(&self, c: &Container) -> String {
+        let Some(hub) = hub_twin(&c.image) else {
+            return NO_RULE.to_string();
+        };
+        let twin = Container {
+            image: hub.clone(),
+            ..c.clone()
+        };
+        let Some(r) = self.rules.iter().find(|r| r.check(&twin) == Tri::Yes) else {
+            return NO_RULE.to_string();
+        };
+        let fix = match &r.image {
+            Some(ImageRule::Tag { written, .. }) if !written.contains('/') => {
+                format!("write image = \"localhost/{written}\"")
+            }
+            _ => "write the rule's image with localhost/".to_string(),
+        };
+        format!(
+            "{NO_RULE}: {r} allows {hub}, not Podman's local {}; {fix} (docs/podman.md)",
+            c.image
+        )
     }
 
     /// [`Policy::judge`] as a yes/no verdict; an undecided judgement is not an allow.
@@ -313,6 +342,21 @@ impl Policy {
 
 /// Why nothing allows a container.
 pub const NO_RULE: &str = "no [[allow]] rule matches";
+
+/// The Docker Hub name Docker would give a Podman-local image: `localhost/app:1` →
+/// `docker.io/library/app:1`. `None` for anything not `localhost/` or pinned by digest.
+fn hub_twin(image: &str) -> Option<String> {
+    let r = Reference::parse(image).ok()?;
+    let path = r.name.strip_prefix("localhost/")?;
+    if r.digest.is_some() {
+        return None;
+    }
+    Some(format!(
+        "{}:{}",
+        reference::normalise_name(path),
+        r.tag.as_deref()?
+    ))
+}
 
 /// What the policy says about a container on the facts at hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -944,5 +988,71 @@ labels = {{ "com.example.team" = "platform" }}
         assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
         assert_eq!(line_col("ab\ncdé\nx", 9), (3, 2));
         assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    /// How rules read Podman's names for local images (docs/podman.md): `localhost/` is a
+    /// registry of its own, not Docker Hub.
+    #[test]
+    fn podman_local_images_are_localhost_not_docker_hub() {
+        let p = policy(
+            r#"
+[[allow]]
+image = "localhost/app:*"
+[[allow]]
+name = "hub-*"
+image = "tool:*"
+[[allow]]
+image = "*/sidecar:*"
+"#,
+        );
+        // As Podman names an image it built or imported (`podman build -t app`).
+        assert!(allowed(&p, &container("x", "localhost/app:latest")));
+        assert!(allowed(&p, &container("x", "localhost/app")));
+        // Docker Hub's app is another repository, and so is another local path.
+        assert!(!allowed(&p, &container("x", "app:1")));
+        assert!(!allowed(&p, &container("x", "docker.io/library/app:1")));
+        assert!(!allowed(&p, &container("x", "localhost/team/app:1")));
+        // A glob over the registry matches both, by choice.
+        assert!(allowed(&p, &container("x", "localhost/sidecar:v1")));
+        assert!(allowed(&p, &container("x", "docker.io/library/sidecar:v1")));
+
+        // A rule for the Hub name never allows the local image, and the reason says how to
+        // write the rule that would.
+        let v = p.evaluate(&container("hub-1", "localhost/tool:2"));
+        assert!(!v.allowed);
+        assert!(v.reason.starts_with(NO_RULE), "{}", v.reason);
+        assert!(
+            v.reason.contains("allow[2]")
+                && v.reason.contains("docker.io/library/tool:2")
+                && v.reason.contains(r#"write image = "localhost/tool:*""#),
+            "{}",
+            v.reason
+        );
+        // ...only when that rule's other fields hold too.
+        let v = p.evaluate(&container("other", "localhost/tool:2"));
+        assert_eq!(v.reason, NO_RULE);
+        assert_eq!(
+            p.evaluate(&container("hub-1", "ghcr.io/x/tool:2")).reason,
+            NO_RULE
+        );
+    }
+
+    #[test]
+    fn hub_twins_of_podman_names() {
+        assert_eq!(
+            hub_twin("localhost/app:1").as_deref(),
+            Some("docker.io/library/app:1")
+        );
+        assert_eq!(
+            hub_twin("localhost/app").as_deref(),
+            Some("docker.io/library/app:latest")
+        );
+        assert_eq!(
+            hub_twin("localhost/team/app:v").as_deref(),
+            Some("docker.io/team/app:v")
+        );
+        assert_eq!(hub_twin("app:1"), None);
+        assert_eq!(hub_twin("localhost:5000/app:1"), None);
+        assert_eq!(hub_twin(&format!("localhost/app@sha256:{HEX}")), None);
     }
 }

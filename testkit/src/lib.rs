@@ -19,6 +19,8 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 
+pub mod podman;
+
 /// Prefix of every container, image and network the tests create.
 pub const PREFIX: &str = "dwtest";
 /// Label every test container carries; its value is the scope's id.

@@ -52,6 +52,13 @@ impl Fake {
         }
     }
 
+    /// Sends one event, as the engine wrote it, to every open container stream.
+    fn raw(&self, v: Value) {
+        for tx in &self.state().streams {
+            let _ = tx.send(Ok(v.clone()));
+        }
+    }
+
     /// Ends every open stream, as an engine restart does.
     fn cut(&self) {
         self.state().streams.clear();
@@ -416,4 +423,191 @@ async fn an_engine_that_is_down_makes_nothing_unjudgeable() {
         "an unreachable engine says nothing about a container"
     );
     assert!(r.store.get("restarting").is_none());
+}
+
+/// A container event as Podman 4.3's compat endpoint writes it.
+fn podman_event(id: &str, action: &str, labels: Value, t: i64) -> Value {
+    let mut attributes =
+        json!({"containerExitCode": "0", "image": "localhost/app:latest", "name": id, "podId": ""});
+    if let (Some(a), Value::Object(l)) = (attributes.as_object_mut(), labels) {
+        a.extend(l);
+    }
+    json!({"status": action, "id": id, "from": "localhost/app:latest", "Type": "container", "Action": action,
+        "Actor": {"ID": id, "Attributes": attributes}, "scope": "local", "time": t / 1_000_000_000, "timeNano": t})
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribes_to_every_engines_names_for_what_matters() {
+    let fake = Fake::default();
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    let subs = fake.state().subscriptions.clone();
+    let events_of = |kind: &str| -> Vec<String> {
+        let (_, f) = subs.iter().find(|(_, f)| f["type"][0] == kind).unwrap();
+        f["event"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let containers = events_of("container");
+    // Docker's and Podman's (4.3 matches only its own `died`, and removes with `remove`).
+    for a in [
+        "create",
+        "start",
+        "restart",
+        "unpause",
+        "rename",
+        "die",
+        "died",
+        "destroy",
+        "remove",
+        "health_status",
+    ] {
+        assert!(
+            containers.iter().any(|c| c == a),
+            "{a} missing from {containers:?}"
+        );
+    }
+    let images = events_of("image");
+    for a in ["delete", "remove", "tag", "untag", "load", "loadfromarchive"] {
+        assert!(images.iter().any(|c| c == a), "{a} missing from {images:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn podman_removal_and_health_events_keep_the_picture_true() {
+    let fake = Fake::default();
+    fake.add("p1", "web");
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    // Health: Podman's own shape; the inspect after it brings the new health.
+    fake.state().containers.get_mut("p1").unwrap()["State"]["Health"] = json!({"Status": "unhealthy"});
+    let mut v = podman_event("p1", "health_status", json!({}), 1_000);
+    v["HealthStatus"] = json!("unhealthy");
+    fake.raw(v);
+    let action = r
+        .until("health event", |n| match n {
+            Notice::Event { id, action, .. } if id == "p1" => Some(action.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        action,
+        Action::HealthStatus {
+            status: Some("unhealthy".into())
+        }
+    );
+    r.until("inspect", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "p1" && c.health.as_deref() == Some("unhealthy"))
+            .then_some(())
+    })
+    .await;
+    // Removal: `remove`, not `destroy`.
+    fake.state().containers.remove("p1");
+    fake.raw(podman_event("p1", "remove", json!({}), 2_000));
+    r.until("removed", |n| {
+        matches!(n, Notice::Removed(id) if id == "p1").then_some(())
+    })
+    .await;
+    assert!(r.store.get("p1").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bare_key_scope_is_checked_here_not_sent_to_the_engine() {
+    let fake = Fake::default();
+    let mut r = start(
+        &fake,
+        Config {
+            label_selector: Some("team".into()),
+            ..Default::default()
+        },
+    );
+    r.synced().await;
+    let subs = fake.state().subscriptions.clone();
+    let (_, f) = subs.iter().find(|(_, f)| f["type"][0] == "container").unwrap();
+    assert!(
+        f.get("label").is_none(),
+        "Podman 4.3 matches a bare key to nothing: {f}"
+    );
+    fake.add("out", "out");
+    fake.add("in", "in");
+    fake.raw(podman_event("out", "create", json!({"other": "x"}), 1_000));
+    fake.raw(podman_event("in", "create", json!({"team": "a"}), 2_000));
+    let first = r
+        .until("an event", |n| match n {
+            Notice::Event { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        first, "in",
+        "the event of a container without the key is not in scope"
+    );
+    // A key=value scope is the engine's to filter.
+    assert_eq!(container_filters(Some("team=a"))["label"], json!(["team=a"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inspect_ahead_of_the_start_event_is_published_after_it() {
+    let fake = Fake::default();
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    // Podman: the inspect after `create` waits for the container's lock while it starts,
+    // and answers `running` before the `start` event is read from the events file.
+    fake.add("p", "web");
+    fake.raw(podman_event("p", "create", json!({}), 1_000));
+    r.until("create", |n| {
+        matches!(n, Notice::Event { id, action: Action::Create, .. } if id == "p").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(r.store.get("p").is_none(), "held until the start event");
+    assert!(r.rx.try_recv().is_err(), "no notice before the start event");
+
+    fake.raw(podman_event("p", "start", json!({}), 2_000));
+    let first = r
+        .until("start or inspect", |n| match n {
+            Notice::Event { id, .. } if id == "p" => Some("start event"),
+            Notice::Updated(c) if c.id == "p" => Some("inspect"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first, "start event", "the event comes first");
+    r.until("inspect after it", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "p").then_some(())
+    })
+    .await;
+    assert!(r.store.get("p").is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_event_that_never_comes_holds_the_inspect_for_the_grace_only() {
+    let fake = Fake::default();
+    let mut r = start(&fake, Config::default());
+    r.synced().await;
+    fake.add("lost", "web");
+    let t0 = tokio::time::Instant::now();
+    fake.raw(podman_event("lost", "create", json!({}), 1_000));
+    r.until("inspect", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "lost").then_some(())
+    })
+    .await;
+    let waited = t0.elapsed();
+    assert!(
+        waited >= EVENT_LAG_GRACE && waited < EVENT_LAG_GRACE * 2,
+        "{waited:?}"
+    );
+    // Containers only created, and those known from the list, are never held.
+    let mut created = inspect_json("c", "created-only");
+    created["State"]["Status"] = json!("created");
+    fake.state().containers.insert("c".into(), created);
+    let t0 = tokio::time::Instant::now();
+    fake.raw(podman_event("c", "create", json!({}), 2_000));
+    r.until("created", |n| {
+        matches!(n, Notice::Updated(c) if c.id == "c").then_some(())
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_millis(100));
 }

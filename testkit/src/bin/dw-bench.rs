@@ -8,6 +8,9 @@
 //! dw-bench ttk       --controller BIN --floor BIN [--sizes 1,50,200] [--reps 3] [--run-id ID] [--workdir DIR]
 //! dw-bench footprint --controller BIN --api BIN [--n 200] [--reps 3] [--run-id ID] [--workdir DIR]
 //! ```
+//! `--docker-host URL` (both commands) benchmarks another engine than `DOCKER_HOST`'s, e.g.
+//! a Podman service (`bench/podman.sh`): the driver, every killer it starts and its cleanup
+//! all talk to that one.
 //! Every container is named `dwtest-bench-<run-id>-...` and labelled
 //! `dwtest.scope=<that scope>`; every killer is started with `--scope` on that label. PIDs
 //! of the processes it starts are appended to `<workdir>/pids` so the calling script can end
@@ -76,6 +79,8 @@ impl Opts {
 /// What the driver shares with every burst.
 struct Env {
     docker: Docker,
+    /// `--docker-host`, passed on to every process started and to the Docker CLI.
+    docker_host: Option<String>,
     run_id: String,
     workdir: PathBuf,
     concurrency: usize,
@@ -274,6 +279,7 @@ async fn start_controller(env: &Env, bin: &Path, dir: &Path, scope: &str, action
         .arg(&policy)
         .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
         .args(["--scope", &format!("{SCOPE_LABEL}={scope}")])
+        .args(env.host_args("--docker-host"))
         .env("RUST_LOG", "info");
     // The log goes to a sibling directory: a log inside the watched policy directory would
     // wake the reloader at every line.
@@ -284,7 +290,8 @@ async fn start_controller(env: &Env, bin: &Path, dir: &Path, scope: &str, action
 
 async fn start_floor(env: &Env, bin: &Path, dir: &Path, scope: &str, action: &str) -> Result<Proc> {
     let mut cmd = Command::new(bin);
-    cmd.args(["--scope", &format!("{DENY_LABEL}={scope}"), "--action", action]);
+    cmd.args(["--scope", &format!("{DENY_LABEL}={scope}"), "--action", action])
+        .args(env.host_args("--docker-host"));
     let mut p = Proc::spawn(env, &mut cmd, dir.with_extension("floor.log"))?;
     p.wait_log("dw-floor-killer ready", Duration::from_secs(30))
         .await?;
@@ -298,6 +305,7 @@ async fn start_api(env: &Env, bin: &Path, dir: &Path, scope: &str) -> Result<(Pr
         .arg("--allowlist")
         .arg(dir.join("allowlist.toml"))
         .args(["--scope", &format!("{SCOPE_LABEL}={scope}")])
+        .args(env.host_args("--docker-host"))
         .env("RUST_LOG", "info");
     let mut p = Proc::spawn(env, &mut cmd, dir.with_extension("api.log"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -475,24 +483,32 @@ impl Recorder {
         let (docker, label, t) = (docker.clone(), format!("{SCOPE_LABEL}={scope}"), times.clone());
         let task = tokio::spawn(async move {
             let filters = HashMap::from([("type", vec!["container"]), ("label", vec![label.as_str()])]);
-            let opts = EventsOptionsBuilder::default()
-                .since(&fmt_ts(since))
-                .filters(&filters)
-                .build();
-            let mut events = docker.events(Some(opts));
-            while let Some(Ok(e)) = events.next().await {
-                let (Some(id), Some(ts)) = (e.actor.and_then(|a| a.id), e.time_nano) else {
-                    continue;
-                };
-                let mut map = t.lock().unwrap_or_else(|p| p.into_inner());
-                let times = map.entry(id).or_default();
-                let slot = match e.action.as_deref() {
-                    Some("start") => &mut times.start,
-                    Some("die") => &mut times.die,
-                    Some("destroy") => &mut times.destroy,
-                    _ => continue,
-                };
-                slot.get_or_insert(ts);
+            // Podman closes every event stream when it rotates its events file (1 MB by
+            // default, a few thousand events): follow on from the last event seen.
+            let mut since = since;
+            loop {
+                let opts = EventsOptionsBuilder::default()
+                    .since(&fmt_ts(since))
+                    .filters(&filters)
+                    .build();
+                let mut events = docker.events(Some(opts));
+                while let Some(Ok(e)) = events.next().await {
+                    let (Some(id), Some(ts)) = (e.actor.and_then(|a| a.id), e.time_nano) else {
+                        continue;
+                    };
+                    since = since.max(ts);
+                    let mut map = t.lock().unwrap_or_else(|p| p.into_inner());
+                    let times = map.entry(id).or_default();
+                    let slot = match e.action.as_deref() {
+                        Some("start") => &mut times.start,
+                        Some("die") => &mut times.die,
+                        // Podman says `remove`.
+                        Some("destroy" | "remove") => &mut times.destroy,
+                        _ => continue,
+                    };
+                    slot.get_or_insert(ts);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
         Recorder { times, task }
@@ -523,23 +539,37 @@ async fn remove_scope(env: &Env, scope: &str) {
         .await;
 }
 
+impl Env {
+    /// `[flag, URL]` when `--docker-host` was given, else nothing.
+    fn host_args(&self, flag: &str) -> Vec<String> {
+        match &self.docker_host {
+            Some(h) => vec![flag.to_string(), h.clone()],
+            None => Vec::new(),
+        }
+    }
+
+    fn scope_guard(&self, name_prefix: &str) -> ScopeGuard {
+        ScopeGuard {
+            name_prefix: name_prefix.to_string(),
+            host: self.host_args("-H"),
+        }
+    }
+}
+
 /// Removes the scope's containers when dropped, even when a burst fails half-way.
 struct ScopeGuard {
     name_prefix: String,
+    /// `-H URL` for the Docker CLI, when the engine is not `DOCKER_HOST`'s.
+    host: Vec<String>,
 }
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         // Bounded: on a stalled engine a removal hangs for good.
         let out = Command::new("timeout")
-            .args([
-                "60",
-                "docker",
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("name=^/{}", self.name_prefix),
-            ])
+            .args(["60", "docker"])
+            .args(&self.host)
+            .args(["ps", "-aq", "--filter", &format!("name=^/{}", self.name_prefix)])
             .output();
         if let Ok(out) = out {
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -548,7 +578,9 @@ impl Drop for ScopeGuard {
                 .collect();
             if !ids.is_empty() {
                 let _ = Command::new("timeout")
-                    .args(["120", "docker", "rm", "-f"])
+                    .args(["120", "docker"])
+                    .args(&self.host)
+                    .args(["rm", "-f"])
                     .args(&ids)
                     .output();
             }
@@ -577,9 +609,7 @@ struct Outcome {
 /// Runs one burst under one killer and cleans up after it.
 async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: usize) -> Result<Outcome> {
     let scope = format!("dwtest-bench-{}-{}-{n}-r{rep}", env.run_id, killer.short());
-    let _guard = ScopeGuard {
-        name_prefix: scope.clone(),
-    };
+    let _guard = env.scope_guard(&scope);
     let dir = env.workdir.join(&scope);
     std::fs::create_dir_all(&dir)?;
     let action = if killer.remove() { "remove" } else { "kill" };
@@ -972,9 +1002,7 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
     let mut clean = true;
     for rep in 0..reps {
         let scope = format!("dwtest-bench-{}-fp-{n}-r{rep}", env.run_id);
-        let _guard = ScopeGuard {
-            name_prefix: scope.clone(),
-        };
+        let _guard = env.scope_guard(&scope);
         let dir = env.workdir.join(&scope);
         std::fs::create_dir_all(&dir)?;
         let mut ctl = start_controller(env, &controller, &dir, &scope, "kill").await?;
@@ -1113,11 +1141,15 @@ async fn main() -> Result<()> {
         bail!("usage: dw-bench ttk|footprint --controller BIN ...");
     };
     let opts = Opts::parse(rest)?;
-    let docker = Docker::connect_with_defaults()
-        .context("connecting to Docker")?
-        .negotiate_version()
-        .await
-        .context("Docker does not answer")?;
+    let docker_host = opts.get("docker-host").map(String::from);
+    let docker = match &docker_host {
+        Some(h) => Docker::connect_with_host(h),
+        None => Docker::connect_with_defaults(),
+    }
+    .context("connecting to Docker")?
+    .negotiate_version()
+    .await
+    .context("Docker does not answer")?;
     let run_id = opts
         .get("run-id")
         .map(String::from)
@@ -1135,6 +1167,7 @@ async fn main() -> Result<()> {
         .unwrap_or(100.0);
     let env = Env {
         docker,
+        docker_host,
         run_id,
         workdir,
         concurrency: opts.num("concurrency", 32)?,
