@@ -6,17 +6,24 @@
 //! plugin is down, the engine refuses everything until the documented recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Controller, PrivateEngine, TempDir, raw_unix, write_atomic};
-use testkit::{SLEEPER_IMAGE, docker_or_skip, eventually, sleeper_image};
+use support::bin;
+use testkit::engines::PrivateEngine;
+use testkit::http::{self, Resp};
+use testkit::{Controller, Fixture, SLEEPER_IMAGE, eventually};
 
 const T: Duration = Duration::from_secs(15);
 const ALLOWED_IMAGE: &str = "dwtest-allowed:latest";
 const PLUGIN_DIR: &str = "/run/docker/plugins";
+/// Headers of a JSON request body.
+const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+
+/// A request to try: what it plays on, path, headers, body.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], String);
 
 /// Allowed: names `ok-*`, the image `dwtest-allowed`, label `dwtest.trust=yes`.
 fn policy(head: &str) -> String {
@@ -25,33 +32,36 @@ fn policy(head: &str) -> String {
     )
 }
 
-/// A private engine guarded by a controller serving the plugin.
+/// A private engine guarded by a controller serving the plugin. The fixture (the shared
+/// engine lends the sleeper image) keeps the policy and the controller's log.
 struct Guarded {
     engine: PrivateEngine,
     controller: Controller,
-    dir: TempDir,
+    fx: Fixture,
     name: String,
     socket: PathBuf,
 }
 
 impl Guarded {
-    async fn start(tag: &str, policy_text: &str) -> Guarded {
-        sleeper_image().unwrap();
+    /// `None` when the test is skipped (no engine, none required).
+    async fn start(tag: &str, policy_text: &str) -> Option<Guarded> {
+        let fx = Fixture::new().await?;
         let name = format!("dwtest-{tag}-{}", std::process::id());
         let socket = Path::new(PLUGIN_DIR).join(format!("{name}.sock"));
-        let dir = TempDir::new(&format!("{name}-policy"));
-        std::fs::write(dir.path("allow.toml"), policy_text).unwrap();
+        let path = fx.policy(policy_text);
         let flag = format!("--authorization-plugin={name}");
         let engine = PrivateEngine::prepare(tag, &[flag.as_str()]).unwrap();
         // The plugin answers before the engine starts: the engine validates it then.
         let controller = Controller::start(
-            &dir.path("allow.toml"),
+            bin(),
+            &path,
             &[
                 "--docker-host",
                 &engine.host,
                 "--authz-socket",
                 &socket.display().to_string(),
             ],
+            &[],
         );
         eventually(T, "the plugin socket", || async { socket.exists().then_some(()) })
             .await
@@ -59,7 +69,7 @@ impl Guarded {
         let mut g = Guarded {
             engine,
             controller,
-            dir,
+            fx,
             name,
             socket,
         };
@@ -67,7 +77,7 @@ impl Guarded {
         g.engine.load_image(SLEEPER_IMAGE).unwrap();
         g.engine.cli(&["tag", SLEEPER_IMAGE, ALLOWED_IMAGE]).unwrap();
         g.controller.wait_synced().await;
-        g
+        Some(g)
     }
 
     fn run(&self, args: &[&str]) -> Result<String, String> {
@@ -88,8 +98,12 @@ impl Guarded {
             .unwrap_or_default()
     }
 
-    async fn raw(&self, request: &str) -> (u16, String) {
-        raw_unix(&self.engine.socket(), request.as_bytes()).await.unwrap()
+    /// A `POST` straight at the engine's socket (the plugin judges it first): well-formed
+    /// HTTP, whatever the body says.
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        http::unix(&self.engine.socket(), "POST", path, headers, body.as_bytes())
+            .await
+            .unwrap()
     }
 }
 
@@ -102,26 +116,11 @@ impl Drop for Guarded {
     }
 }
 
-fn create_request(path: &str, headers: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn json_create(path: &str, body: &str) -> String {
-    create_request(path, "Content-Type: application/json\r\n", body)
-}
-
 #[tokio::test]
 async fn allowed_runs_work_and_denied_ones_never_exist() {
-    if docker_or_skip("allowed_runs_work_and_denied_ones_never_exist")
-        .await
-        .is_none()
-    {
+    let Some(g) = Guarded::start("authz-runs", &policy("")).await else {
         return;
-    }
-    let g = Guarded::start("authz-runs", &policy("")).await;
+    };
     let ok = g.run(&["--name", "ok-1", SLEEPER_IMAGE]).unwrap();
     assert!(!ok.is_empty());
     assert_eq!(g.state("ok-1"), "running");
@@ -136,13 +135,14 @@ async fn allowed_runs_work_and_denied_ones_never_exist() {
     let t0 = Instant::now();
     let mut refused = 0;
     for i in 0..200 {
-        let (status, body) = g
-            .raw(&json_create(
+        let r = g
+            .post(
                 &format!("/v1.41/containers/create?name=bad-many-{i}"),
+                JSON,
                 &format!("{{\"Image\":\"{SLEEPER_IMAGE}\"}}"),
-            ))
+            )
             .await;
-        assert_eq!(status, 403, "{body}");
+        assert_eq!(r.status, 403, "{}", r.body);
         refused += 1;
     }
     let listed = g.engine.cli(&["ps", "-aq", "--filter", "name=bad-"]).unwrap();
@@ -178,86 +178,78 @@ async fn allowed_runs_work_and_denied_ones_never_exist() {
 
 #[tokio::test]
 async fn requests_built_to_slip_past_are_judged_as_the_engine_reads_them() {
-    if docker_or_skip("requests_built_to_slip_past_are_judged_as_the_engine_reads_them")
-        .await
-        .is_none()
-    {
+    let Some(g) = Guarded::start("authz-raw", &policy("")).await else {
         return;
-    }
-    let g = Guarded::start("authz-raw", &policy("")).await;
+    };
     let denied = SLEEPER_IMAGE;
-    let cases: Vec<(&str, String)> = vec![
+    // Each is well-formed HTTP; what they play on is how the body and the path are read.
+    let json = |image: &str| format!("{{\"Image\":\"{image}\"}}");
+    let cases: Vec<Case> = vec![
         (
             "lower-case keys",
-            json_create(
-                "/containers/create?name=raw-lower",
-                &format!("{{\"image\":\"{denied}\"}}"),
-            ),
+            "/containers/create?name=raw-lower",
+            JSON,
+            format!("{{\"image\":\"{denied}\"}}"),
         ),
         (
             "duplicate keys",
-            json_create(
-                "/containers/create?name=raw-dup",
-                &format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"Image\":\"{denied}\"}}"),
-            ),
+            "/containers/create?name=raw-dup",
+            JSON,
+            format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"Image\":\"{denied}\"}}"),
         ),
         (
             "case-folded duplicate keys",
-            json_create(
-                "/containers/create?name=raw-fold",
-                &format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"iMAGE\":\"{denied}\"}}"),
-            ),
+            "/containers/create?name=raw-fold",
+            JSON,
+            format!("{{\"Image\":\"{ALLOWED_IMAGE}\",\"iMAGE\":\"{denied}\"}}"),
         ),
         (
             "labels objects that merge",
-            json_create(
-                "/containers/create?name=raw-labels",
-                &format!(
-                    "{{\"Image\":\"{denied}\",\"Labels\":{{\"dwtest.trust\":\"yes\"}},\"labels\":{{\"dwtest.trust\":\"no\"}}}}"
-                ),
+            "/containers/create?name=raw-labels",
+            JSON,
+            format!(
+                "{{\"Image\":\"{denied}\",\"Labels\":{{\"dwtest.trust\":\"yes\"}},\"labels\":{{\"dwtest.trust\":\"no\"}}}}"
             ),
         ),
-        ("a chunked body", {
-            let body = format!("{{\"Image\":\"{denied}\"}}");
-            format!(
-                "POST /containers/create?name=raw-chunked HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                body.len()
-            )
-        }),
+        (
+            // The client sends the body in chunks when told so (and no Content-Length).
+            "a chunked body",
+            "/containers/create?name=raw-chunked",
+            &[
+                ("Content-Type", "application/json"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            json(denied),
+        ),
         (
             "a percent-encoded path",
-            json_create(
-                "/containers/cr%65ate?name=raw-pct",
-                &format!("{{\"Image\":\"{denied}\"}}"),
-            ),
+            "/containers/cr%65ate?name=raw-pct",
+            JSON,
+            json(denied),
         ),
         (
             "a versioned path",
-            json_create(
-                "/v1.41/containers/create?name=raw-v",
-                &format!("{{\"Image\":\"{denied}\"}}"),
-            ),
+            "/v1.41/containers/create?name=raw-v",
+            JSON,
+            json(denied),
         ),
         (
             "a content type with parameters",
-            create_request(
-                "/containers/create?name=raw-ct",
-                "Content-Type: application/json; charset=utf-8\r\n",
-                &format!("{{\"Image\":\"{denied}\"}}"),
-            ),
+            "/containers/create?name=raw-ct",
+            &[("Content-Type", "application/json; charset=utf-8")],
+            json(denied),
         ),
         (
             "a repeated name parameter",
-            json_create(
-                "/containers/create?name=raw-evil&name=ok-raw",
-                &format!("{{\"Image\":\"{denied}\"}}"),
-            ),
+            "/containers/create?name=raw-evil&name=ok-raw",
+            JSON,
+            json(denied),
         ),
     ];
-    for (what, req) in &cases {
-        let (status, body) = g.raw(req).await;
-        assert_ne!(status, 201, "{what}: created: {body}");
-        eprintln!("{what}: HTTP {status}: {}", body.trim());
+    for (what, path, headers, body) in &cases {
+        let r = g.post(path, headers, body).await;
+        assert_ne!(r.status, 201, "{what}: created: {}", r.body);
+        eprintln!("{what}: HTTP {}: {}", r.status, r.body.trim());
     }
     let listed = g.engine.cli(&["ps", "-a", "--format", "{{.Names}}"]).unwrap();
     assert!(
@@ -265,29 +257,23 @@ async fn requests_built_to_slip_past_are_judged_as_the_engine_reads_them() {
         "created: {listed}"
     );
     // The same requests, honest: an allowed one goes through.
-    let (status, body) = g
-        .raw(&json_create(
-            "/containers/create?name=raw-honest",
-            &format!("{{\"Image\":\"{ALLOWED_IMAGE}\"}}"),
-        ))
+    let r = g
+        .post("/containers/create?name=raw-honest", JSON, &json(ALLOWED_IMAGE))
         .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(g.exists("raw-honest"), "the engine has it");
 }
 
 #[tokio::test]
 async fn a_narrowed_policy_refuses_a_start_and_the_event_path_kills_what_runs() {
-    if docker_or_skip("a_narrowed_policy_refuses_a_start_and_the_event_path_kills_what_runs")
-        .await
-        .is_none()
-    {
+    let Some(g) = Guarded::start("authz-narrow", &policy("")).await else {
         return;
-    }
-    let g = Guarded::start("authz-narrow", &policy("")).await;
+    };
     g.engine
         .cli(&["create", "--name", "ok-later", "--network", "none", SLEEPER_IMAGE])
         .unwrap();
     g.run(&["--name", "ok-now", SLEEPER_IMAGE]).unwrap();
-    write_atomic(&g.dir.path("allow.toml"), "[[allow]]\nname = \"nothing-*\"\n");
+    g.fx.policy("[[allow]]\nname = \"nothing-*\"\n");
     g.controller
         .wait_log(&["policy reloaded", "generation=2"], T)
         .await
@@ -310,33 +296,23 @@ async fn a_narrowed_policy_refuses_a_start_and_the_event_path_kills_what_runs() 
 
 #[tokio::test]
 async fn reloads_change_the_answers_within_a_second_and_audit_lets_a_denied_run_through() {
-    if docker_or_skip("reloads_change_the_answers_within_a_second_and_audit_lets_a_denied_run_through")
-        .await
-        .is_none()
-    {
+    let Some(g) = Guarded::start("authz-reload", &policy("")).await else {
         return;
-    }
-    let g = Guarded::start("authz-reload", &policy("")).await;
-    assert!(g.run(&["--name", "new-1", SLEEPER_IMAGE]).is_err());
-    write_atomic(
-        &g.dir.path("allow.toml"),
-        &format!("{}[[allow]]\nname = \"new-*\"\n", policy("")),
-    );
-    let t0 = Instant::now();
-    let mut n = 2;
-    let took = loop {
-        if g.run(&["--name", &format!("new-{n}"), SLEEPER_IMAGE]).is_ok() {
-            break t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "still refused a second after the edit"
-        );
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    assert!(g.run(&["--name", "new-1", SLEEPER_IMAGE]).is_err());
+    g.fx.policy(&format!("{}[[allow]]\nname = \"new-*\"\n", policy("")));
+    let t0 = Instant::now();
+    let mut n = 1;
+    eventually(Duration::from_secs(1), "a new-* run allowed", || {
+        n += 1;
+        let ok = g.run(&["--name", &format!("new-{n}"), SLEEPER_IMAGE]).is_ok();
+        async move { ok.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: still refused a second after the edit"));
+    let took = t0.elapsed();
     eprintln!("the plugin's answer changed {took:?} after the edit");
-    write_atomic(&g.dir.path("allow.toml"), &policy("mode = \"audit\""));
+    g.fx.policy(&policy("mode = \"audit\""));
     g.controller
         .wait_log(&["policy reloaded", "generation=3"], T)
         .await
@@ -364,13 +340,9 @@ async fn reloads_change_the_answers_within_a_second_and_audit_lets_a_denied_run_
 
 #[tokio::test]
 async fn with_the_plugin_down_the_engine_refuses_everything_until_the_documented_recovery() {
-    if docker_or_skip("with_the_plugin_down_the_engine_refuses_everything_until_the_documented_recovery")
-        .await
-        .is_none()
-    {
+    let Some(mut g) = Guarded::start("authz-down", &policy("")).await else {
         return;
-    }
-    let mut g = Guarded::start("authz-down", &policy("")).await;
+    };
     g.run(&["--name", "ok-up", SLEEPER_IMAGE]).unwrap();
     // Down: every API request is refused, `docker ps` included.
     g.controller.kill();
@@ -380,8 +352,10 @@ async fn with_the_plugin_down_the_engine_refuses_everything_until_the_documented
     // Recovery 1 (docs/authz.md): start the plugin again; the engine answers again.
     let socket = g.socket.display().to_string();
     let up = Controller::start(
-        &g.dir.path("allow.toml"),
+        bin(),
+        &g.fx.path("allow.toml"),
         &["--docker-host", &g.engine.host, "--authz-socket", &socket],
+        &[],
     );
     let t0 = Instant::now();
     eventually(Duration::from_secs(30), "the engine to answer again", || async {

@@ -10,7 +10,7 @@
 //! The seed is printed; `DWTEST_CHAOS_SEED=<n>` replays a run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -18,8 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::{Controller, EventLog, TempDir, scope_states, wait_none_running};
-use testkit::{Scope, Spec, docker_or_skip, sleeper_image};
+use support::bin;
+use testkit::events::EventLog;
+use testkit::time::now_nano;
+use testkit::wait::{scope_states, wait_none_running};
+use testkit::{Controller, Fixture, Scope, Spec, eventually};
 
 const ROUNDS: usize = 10;
 const WRITES: usize = 1000;
@@ -141,26 +144,19 @@ fn write(path: &Path, content: Option<&[u8]>, rng: &mut Rng) {
 // event recorder must keep going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
-    let Some(docker) = docker_or_skip("a_thousand_rewrites_enforcement_follows_the_last_valid_policy").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let (docker, scope) = (&fx.docker, &fx.scope);
     let seed = std::env::var("DWTEST_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| common::now_nano() as u64)
+        .unwrap_or_else(|| now_nano() as u64)
         | 1;
     eprintln!("chaos seed {seed} (DWTEST_CHAOS_SEED={seed} replays it)");
     let mut rng = Rng(seed);
-    let scope = Scope::new("chaos");
-    let dir = TempDir::new(&scope.id);
-    let path = dir.path("allow.toml");
     let mut k: u64 = 0;
-    std::fs::write(&path, valid(&scope.id, k, &mut rng)).unwrap();
-    let mut c = Controller::start(&path, &["--scope", &scope.selector()]);
-    c.wait_synced().await;
-    let events = EventLog::start(&docker, &scope.selector());
+    let mut c = fx.controller(bin(), &valid(&scope.id, k, &mut rng), &[]).await;
+    let path = fx.path("allow.toml");
+    let events = EventLog::start(docker, &scope.selector());
 
     // Containers keep starting through the whole test: always-allowed ones, ones allowed by
     // the generation just written, and ones nothing allows.
@@ -172,7 +168,7 @@ async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
         tokio::spawn(async move {
             // The same scope (names, label); never dropped here: the test's own Scope
             // removes the containers at the end.
-            let scope = std::mem::ManuallyDrop::new(Scope { id: scope_id });
+            let scope = std::mem::ManuallyDrop::new(Scope::with_id(scope_id));
             let mut started: Vec<(String, String)> = Vec::new();
             let mut i = 0;
             while !stop.load(Relaxed) {
@@ -185,6 +181,7 @@ async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
                     started.push((name, id));
                 }
                 i += 1;
+                // The pace of the stream of containers, not a wait for anything.
                 tokio::time::sleep(Duration::from_millis(400)).await;
             }
             started
@@ -223,36 +220,32 @@ async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
         write(&path, Some(valid(&scope.id, k, &mut rng).as_bytes()), &mut rng);
         valid_writes += 1;
         writes += 1;
+        // "Long enough" is this test's own schedule, not a wait for an observable: the
+        // claim checked below is that a file left this long is the one in force.
         tokio::time::sleep(Duration::from_millis(700)).await;
         // ...then only broken files.
+        let rejected = rejections(&c).await;
         for _ in 0..tail {
             write(&path, broken(&scope.id, k + 1, &mut rng).as_deref(), &mut rng);
             broken_writes += 1;
             writes += 1;
+            // The writer's schedule (faster than the reloader's settle), as above.
             tokio::time::sleep(Duration::from_millis(rng.below(15) as u64)).await;
         }
-        settle(&c).await;
+        settle(&c, (tail > 0).then_some(rejected)).await;
 
         // Check: generation k is in force, nothing else.
-        let only_new = scope
-            .run(&docker, Spec::new(&format!("g{k}-probe-{round}")))
-            .await
-            .unwrap();
-        let only_old = scope
-            .run(&docker, Spec::new(&format!("g{previous}-probe-{round}")))
-            .await
-            .unwrap();
-        let none = scope
-            .run(&docker, Spec::new(&format!("zz-probe-{round}")))
-            .await
-            .unwrap();
-        let left = wait_none_running(&docker, &scope, &[only_old, none], Duration::from_secs(15)).await;
+        let only_new = fx.run(Spec::new(&format!("g{k}-probe-{round}"))).await;
+        let only_old = fx.run(Spec::new(&format!("g{previous}-probe-{round}"))).await;
+        let none = fx.run(Spec::new(&format!("zz-probe-{round}"))).await;
+        let left = wait_none_running(docker, scope, &[only_old, none], Duration::from_secs(15)).await;
         assert!(
             left.is_empty(),
             "round {round}: the policy in force is wider than generation {k}: {left:?} still run (seed {seed})"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let states = scope_states(&docker, &scope).await;
+        // The controller has judged g<k>-probe (allowed, or acted on: the state says which).
+        c.wait_judged(&[&only_new], Duration::from_secs(15)).await;
+        let states = scope_states(docker, scope).await;
         let state = |id: &str| states.get(id).map(|(_, s)| s.clone()).unwrap_or_default();
         assert_eq!(
             state(&only_new),
@@ -277,7 +270,7 @@ async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
             .filter(|(_, (n, _))| !n.starts_with("keep-") && !n.starts_with(&format!("g{k}-")))
             .map(|(id, _)| id.clone())
             .collect();
-        let left = wait_none_running(&docker, &scope, &denied, Duration::from_secs(15)).await;
+        let left = wait_none_running(docker, scope, &denied, Duration::from_secs(15)).await;
         assert!(
             left.is_empty(),
             "round {round}: running though generation {k} denies them: {left:?} (seed {seed})"
@@ -331,15 +324,32 @@ async fn a_thousand_rewrites_enforcement_follows_the_last_valid_policy() {
     );
 }
 
-/// Waits until the reloader has gone quiet: its counters unchanged for 500 ms.
-async fn settle(c: &Controller) {
-    tokio::time::sleep(Duration::from_millis(400)).await;
+/// The policy files the controller refused so far.
+async fn rejections(c: &Controller) -> f64 {
+    c.metric("dockwarden_policy_reloads_total{result=\"rejected\"}")
+        .await
+}
+
+/// Waits until the reloader has gone quiet. When broken files followed the last valid one
+/// (`rejected` is the count before them), first until it has refused one of them: it has
+/// read them. Then until its counters stay unchanged for 500 ms: the reloader has no "idle"
+/// signal, so quiet is a period with nothing happening.
+async fn settle(c: &Controller, rejected: Option<f64>) {
+    if let Some(before) = rejected {
+        // No panic here: if it never reads them, the check that follows says what is in force.
+        let read = eventually(Duration::from_secs(10), "the broken files to be read", || async {
+            (rejections(c).await > before).then_some(())
+        })
+        .await;
+        if let Err(e) = read {
+            eprintln!("{e:#}");
+        }
+    }
     let counters = || async {
         (
             c.metric("dockwarden_policy_reloads_total{result=\"accepted\"}")
                 .await,
-            c.metric("dockwarden_policy_reloads_total{result=\"rejected\"}")
-                .await,
+            rejections(c).await,
         )
     };
     let mut last = counters().await;

@@ -3,16 +3,16 @@
 //! an unreachable Docker is retried, never a reason to exit; `healthcheck` probes /healthz.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Controller, TempDir};
-use testkit::{Scope, Spec, docker_or_skip, sleeper_image};
+use testkit::{Controller, Fixture, Spec, temp_dir};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_state-controller"))
+/// The controller binary as a command.
+fn cmd() -> Command {
+    Command::new(support::bin())
 }
 
 fn output(cmd: &mut Command) -> (i32, String) {
@@ -27,8 +27,8 @@ fn output(cmd: &mut Command) -> (i32, String) {
 
 #[test]
 fn missing_or_invalid_policy_exits_2_with_position() {
-    let dir = TempDir::new(&format!("dwtest-cli-{}", std::process::id()));
-    let (code, text) = output(bin().args([
+    let dir = temp_dir("cli").unwrap();
+    let (code, text) = output(cmd().args([
         "--allowlist",
         "/nonexistent/allow.toml",
         "--metrics-listen",
@@ -40,10 +40,10 @@ fn missing_or_invalid_policy_exits_2_with_position() {
         "{text}"
     );
 
-    let bad = dir.path("bad.toml");
+    let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[allow]]\nname = \"ok\"\nimage = \"nginx@sha256:abc\"\n").unwrap();
     let (code, text) = output(
-        bin()
+        cmd()
             .arg("--allowlist")
             .arg(&bad)
             .args(["--metrics-listen", "127.0.0.1:0"]),
@@ -51,25 +51,25 @@ fn missing_or_invalid_policy_exits_2_with_position() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains(&format!("{}:3:9", bad.display())), "{text}");
 
-    let (code, text) = output(bin().arg("check").arg("--allowlist").arg(&bad));
+    let (code, text) = output(cmd().arg("check").arg("--allowlist").arg(&bad));
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("invalid policy") && text.contains(":3:9"), "{text}");
 
-    let (code, text) = output(bin().args(["--metrics-listen", "127.0.0.1:0"]));
+    let (code, text) = output(cmd().args(["--metrics-listen", "127.0.0.1:0"]));
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("--allowlist"), "{text}");
 }
 
 #[test]
 fn check_offline_validates_and_lists_rules() {
-    let dir = TempDir::new(&format!("dwtest-cli-off-{}", std::process::id()));
-    let p = dir.path("allow.toml");
+    let dir = temp_dir("cli-off").unwrap();
+    let p = dir.path().join("allow.toml");
     std::fs::write(
         &p,
         "mode = \"audit\"\n[[allow]]\nname = \"web-*\"\n[[allow]]\nimage = \"nginx:*\"\n",
     )
     .unwrap();
-    let (code, text) = output(bin().arg("check").arg("--offline").arg("--allowlist").arg(&p));
+    let (code, text) = output(cmd().arg("check").arg("--offline").arg("--allowlist").arg(&p));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("valid. mode=audit action=kill"), "{text}");
     assert!(text.contains("allow[2] (image=\"nginx:*\")  (line 4)"), "{text}");
@@ -77,22 +77,14 @@ fn check_offline_validates_and_lists_rules() {
 
 #[tokio::test]
 async fn check_shows_what_would_happen_to_the_containers_there() {
-    let Some(docker) = docker_or_skip("check_shows_what_would_happen_to_the_containers_there").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("cli-check");
-    let dir = TempDir::new(&scope.id);
-    let p = dir.path("allow.toml");
-    std::fs::write(&p, format!("[[allow]]\nname = \"{}-ok\"\n", scope.id)).unwrap();
-    scope.run(&docker, Spec::new("ok")).await.unwrap();
-    let bad = scope.run(&docker, Spec::new("bad")).await.unwrap();
-    scope
-        .run(&docker, Spec::new("later").created_only())
-        .await
-        .unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
+    let p = fx.policy(&format!("[[allow]]\nname = \"{}-ok\"\n", scope.id));
+    fx.run(Spec::new("ok")).await;
+    let bad = fx.run(Spec::new("bad")).await;
+    fx.run(Spec::new("later").created_only()).await;
     let (code, text) = output(
-        bin()
+        cmd()
             .arg("check")
             .arg("--allowlist")
             .arg(&p)
@@ -113,15 +105,16 @@ async fn check_shows_what_would_happen_to_the_containers_there() {
     assert!(line("later").contains("kill when it starts"), "{text}");
     assert!(text.contains("3 containers: 1 allowed, 2 denied."), "{text}");
     // check never acts
-    assert_eq!(testkit::state_of(&docker, &bad).await.as_deref(), Some("running"));
+    assert_eq!(fx.state(&bad).await.as_deref(), Some("running"));
 }
 
 #[tokio::test]
 async fn unreachable_docker_is_retried_not_fatal_and_healthcheck_reports() {
-    let dir = TempDir::new(&format!("dwtest-cli-nodocker-{}", std::process::id()));
-    let p = dir.path("allow.toml");
+    let dir = temp_dir("cli-nodocker").unwrap();
+    let p = dir.path().join("allow.toml");
     std::fs::write(&p, "[[allow]]\nname = \"x\"\n").unwrap();
-    let mut c = Controller::start_env(
+    let mut c = Controller::start(
+        support::bin(),
         &p,
         &["--docker-host", "unix:///nonexistent/docker.sock"],
         &[("DOCKWARDEN_SCOPE", "")],
@@ -140,12 +133,12 @@ async fn unreachable_docker_is_retried_not_fatal_and_healthcheck_reports() {
     );
 
     let url = format!("http://127.0.0.1:{}/healthz", c.metrics);
-    let (code, text) = output(bin().args(["healthcheck", "--url", &url]));
+    let (code, text) = output(cmd().args(["healthcheck", "--url", &url]));
     assert_eq!(code, 0, "{text}");
-    let body = common::http_get(c.metrics, "/healthz").await.unwrap();
+    let body = testkit::http::get_port(c.metrics, "/healthz").await.unwrap().body;
     assert!(body.contains("\"synced\":false"), "{body}");
     drop(c);
-    let (code, text) = output(bin().args(["healthcheck", "--url", &url]));
+    let (code, text) = output(cmd().args(["healthcheck", "--url", &url]));
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("unhealthy"), "{text}");
 }

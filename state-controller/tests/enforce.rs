@@ -3,46 +3,40 @@
 //! already running at start-up are enforced; the controller's own container is spared.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Controller, TempDir, actions_of, now_nano};
-use testkit::{Scope, Spec, docker_or_skip, eventually, sleeper_image, state_of};
+use support::{allow_ok, bin};
+use testkit::events::actions_of;
+use testkit::time::now_nano;
+use testkit::{Controller, Fixture, Spec, eventually};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A policy allowing only this scope's `ok-*` containers, with `head` (mode, action) on top.
-fn policy(scope: &Scope, head: &str) -> String {
-    format!("{head}\n[[allow]]\nname = \"{}-ok*\"\n", scope.id)
+/// Kills the controller counted as done.
+async fn kills_done(c: &Controller) -> f64 {
+    c.metric("dockwarden_actions_total{action=\"kill\",result=\"ok\"}")
+        .await
 }
 
-async fn wait_state(docker: &bollard::Docker, id: &str, want: Option<&str>) {
-    eventually(T, &format!("{id} to be {want:?}"), || async {
-        (state_of(docker, id).await.as_deref() == want).then_some(())
-    })
-    .await
-    .unwrap();
+/// The test's fixture and a controller under [`allow_ok`] with `head`.
+async fn setup(head: &str) -> Option<(Fixture, Controller)> {
+    let fx = Fixture::new().await?;
+    let c = fx.controller(bin(), &allow_ok(&fx.scope, head), &[]).await;
+    Some((fx, c))
 }
 
 #[tokio::test]
 async fn allowed_containers_live_and_denied_ones_are_killed() {
-    let Some(docker) = docker_or_skip("allowed_containers_live_and_denied_ones_are_killed").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-kill");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "")).unwrap();
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    c.wait_synced().await;
+    let Some((fx, c)) = setup("").await else { return };
     let t0 = now_nano();
 
-    let ok = scope.run(&docker, Spec::new("ok-1")).await.unwrap();
-    let bad = scope.run(&docker, Spec::new("bad-1")).await.unwrap();
-    wait_state(&docker, &bad, Some("exited")).await;
+    let ok = fx.run(Spec::new("ok-1")).await;
+    let bad = fx.run(Spec::new("bad-1")).await;
+    fx.wait_state(&bad, Some("exited"), T).await;
     let line = c
-        .wait_log(&["decision", &scope.name("bad-1"), "result=ok"], T)
+        .wait_log(&["decision", &fx.name("bad-1"), "result=ok"], T)
         .await
         .unwrap();
     assert!(
@@ -51,42 +45,34 @@ async fn allowed_containers_live_and_denied_ones_are_killed() {
     );
     assert!(line.contains("latency_ms"), "{line}");
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(state_of(&docker, &ok).await.as_deref(), Some("running"));
-    let ok_actions = actions_of(&docker, t0, &ok).await;
+    c.wait_log(&["decision", &fx.name("ok-1"), "verdict=allow"], T)
+        .await
+        .unwrap();
+    assert_eq!(fx.state(&ok).await.as_deref(), Some("running"));
+    let ok_actions = actions_of(&fx.docker, t0, &ok).await;
     assert!(
         !ok_actions.iter().any(|a| a == "kill" || a == "die"),
         "allowed container touched: {ok_actions:?}"
     );
-    let bad_actions = actions_of(&docker, t0, &bad).await;
+    let bad_actions = actions_of(&fx.docker, t0, &bad).await;
     assert!(
         bad_actions.contains(&"kill".to_string()) && !bad_actions.contains(&"stop".to_string()),
         "{bad_actions:?}"
     );
-    assert_eq!(
-        c.metric("dockwarden_actions_total{action=\"kill\",result=\"ok\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(kills_done(&c).await, 1.0);
 }
 
 #[tokio::test]
 async fn audit_mode_kills_nothing_but_logs_and_counts() {
-    let Some(docker) = docker_or_skip("audit_mode_kills_nothing_but_logs_and_counts").await else {
+    let Some((fx, c)) = setup("mode = \"audit\"").await else {
         return;
     };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-audit");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "mode = \"audit\"")).unwrap();
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    c.wait_synced().await;
 
-    let bad = scope.run(&docker, Spec::new("bad-1")).await.unwrap();
+    let bad = fx.run(Spec::new("bad-1")).await;
     c.wait_log(
         &[
             "decision",
-            &scope.name("bad-1"),
+            &fx.name("bad-1"),
             "state=running",
             "not done (audit mode)",
         ],
@@ -94,43 +80,32 @@ async fn audit_mode_kills_nothing_but_logs_and_counts() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(state_of(&docker, &bad).await.as_deref(), Some("running"));
-    assert_eq!(
-        c.metric("dockwarden_actions_total{action=\"kill\",result=\"audit\"}")
-            .await,
-        1.0
-    );
-    assert_eq!(
-        c.metric("dockwarden_actions_total{action=\"kill\",result=\"ok\"}")
-            .await,
-        0.0
-    );
+    // The decision is made and counted; nothing follows it.
+    eventually(T, "the audit decision counted", || async {
+        let n = c
+            .metric("dockwarden_actions_total{action=\"kill\",result=\"audit\"}")
+            .await;
+        (n == 1.0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(fx.state(&bad).await.as_deref(), Some("running"));
+    assert_eq!(kills_done(&c).await, 0.0);
 }
 
 #[tokio::test]
 async fn stop_action_stops_with_sigterm_first() {
-    let Some(docker) = docker_or_skip("stop_action_stops_with_sigterm_first").await else {
+    let Some((fx, c)) = setup("action = \"stop\"\nstop_timeout_secs = 1").await else {
         return;
     };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-stop");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(
-        dir.path("allow.toml"),
-        policy(&scope, "action = \"stop\"\nstop_timeout_secs = 1"),
-    )
-    .unwrap();
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    c.wait_synced().await;
     let t0 = now_nano();
 
-    let bad = scope.run(&docker, Spec::new("bad-1")).await.unwrap();
-    wait_state(&docker, &bad, Some("exited")).await;
-    c.wait_log(&["decision", &scope.name("bad-1"), "action=stop", "result=ok"], T)
+    let bad = fx.run(Spec::new("bad-1")).await;
+    fx.wait_state(&bad, Some("exited"), T).await;
+    c.wait_log(&["decision", &fx.name("bad-1"), "action=stop", "result=ok"], T)
         .await
         .unwrap();
-    let actions = actions_of(&docker, t0, &bad).await;
+    let actions = actions_of(&fx.docker, t0, &bad).await;
     assert!(
         actions.contains(&"stop".to_string()),
         "a stop, not a bare kill: {actions:?}"
@@ -139,24 +114,15 @@ async fn stop_action_stops_with_sigterm_first() {
 
 #[tokio::test]
 async fn remove_action_removes_and_catches_containers_at_create() {
-    let Some(docker) = docker_or_skip("remove_action_removes_and_catches_containers_at_create").await else {
+    let Some((fx, c)) = setup("action = \"remove\"").await else {
         return;
     };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-remove");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "action = \"remove\"")).unwrap();
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    c.wait_synced().await;
     let t0 = now_nano();
 
     // Created, never started: removed before it can run.
-    let created = scope
-        .run(&docker, Spec::new("bad-created").created_only())
-        .await
-        .unwrap();
-    wait_state(&docker, &created, None).await;
-    let actions = actions_of(&docker, t0, &created).await;
+    let created = fx.run(Spec::new("bad-created").created_only()).await;
+    fx.wait_state(&created, None, T).await;
+    let actions = actions_of(&fx.docker, t0, &created).await;
     assert!(
         !actions.contains(&"start".to_string()),
         "it must never have run: {actions:?}"
@@ -164,8 +130,8 @@ async fn remove_action_removes_and_catches_containers_at_create() {
     assert!(actions.contains(&"destroy".to_string()), "{actions:?}");
 
     // `docker run`: create and start race the controller; either way it ends removed.
-    match scope.run(&docker, Spec::new("bad-run")).await {
-        Ok(id) => wait_state(&docker, &id, None).await,
+    match fx.scope.run(&fx.docker, Spec::new("bad-run")).await {
+        Ok(id) => fx.wait_state(&id, None, T).await,
         // The controller won the race: the start found it gone, or being removed.
         Err(e) => {
             let e = format!("{e:#}");
@@ -175,9 +141,11 @@ async fn remove_action_removes_and_catches_containers_at_create() {
             )
         }
     }
-    let ok = scope.run(&docker, Spec::new("ok-1")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(state_of(&docker, &ok).await.as_deref(), Some("running"));
+    let ok = fx.run(Spec::new("ok-1")).await;
+    c.wait_log(&["decision", &fx.name("ok-1"), "verdict=allow"], T)
+        .await
+        .unwrap();
+    assert_eq!(fx.state(&ok).await.as_deref(), Some("running"));
     assert!(
         c.count_log(&["decision", "action=remove", "result=ok"]) >= 2,
         "{}",
@@ -187,26 +155,17 @@ async fn remove_action_removes_and_catches_containers_at_create() {
 
 #[tokio::test]
 async fn denied_container_with_restart_always_stays_dead() {
-    let Some(docker) = docker_or_skip("denied_container_with_restart_always_stays_dead").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-restart");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "")).unwrap();
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    c.wait_synced().await;
+    let Some((fx, c)) = setup("").await else { return };
     let t0 = now_nano();
 
-    let bad = scope
-        .run(&docker, Spec::new("bad-always").restart_always())
-        .await
-        .unwrap();
-    wait_state(&docker, &bad, Some("exited")).await;
-    // Give the restart manager every chance to bring it back.
+    let bad = fx.run(Spec::new("bad-always").restart_always()).await;
+    fx.wait_state(&bad, Some("exited"), T).await;
+    // Give the restart manager every chance to bring it back: a restart would show as a
+    // second start within its first back-off (100 ms, doubling) many times over. No event
+    // marks "the restart manager gave up", so this one wait is a fixed period.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let actions = actions_of(&docker, t0, &bad).await;
-    let state = state_of(&docker, &bad).await;
+    let actions = actions_of(&fx.docker, t0, &bad).await;
+    let state = fx.state(&bad).await;
     let starts = actions.iter().filter(|a| *a == "start").count();
     assert!(
         state.as_deref() == Some("exited") && starts == 1,
@@ -217,50 +176,38 @@ async fn denied_container_with_restart_always_stays_dead() {
 
 #[tokio::test]
 async fn containers_running_before_start_up_are_enforced() {
-    let Some(docker) = docker_or_skip("containers_running_before_start_up_are_enforced").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("enforce-startup");
-    let dir = TempDir::new(&scope.id);
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "")).unwrap();
-    let ok = scope.run(&docker, Spec::new("ok-early")).await.unwrap();
-    let bad = scope.run(&docker, Spec::new("bad-early")).await.unwrap();
-    let created = scope
-        .run(&docker, Spec::new("bad-created-early").created_only())
-        .await
-        .unwrap();
-    wait_state(&docker, &bad, Some("running")).await;
+    let Some(fx) = Fixture::new().await else { return };
+    let policy = fx.policy(&allow_ok(&fx.scope, ""));
+    let ok = fx.run(Spec::new("ok-early")).await;
+    let bad = fx.run(Spec::new("bad-early")).await;
+    let created = fx.run(Spec::new("bad-created-early").created_only()).await;
+    fx.wait_state(&bad, Some("running"), T).await;
 
-    let c = Controller::start(&dir.path("allow.toml"), &["--scope", &scope.selector()]);
-    wait_state(&docker, &bad, Some("exited")).await;
+    let c = Controller::start(bin(), &policy, &["--scope", &fx.scope.selector()], &[]);
+    fx.wait_state(&bad, Some("exited"), T).await;
     c.wait_log(&["state list synced", "initial=true"], T)
         .await
         .unwrap();
-    c.wait_log(&["state", &scope.name("ok-early"), "allow"], T)
+    c.wait_log(&["state", &fx.name("ok-early"), "allow"], T)
         .await
         .unwrap();
-    assert_eq!(state_of(&docker, &ok).await.as_deref(), Some("running"));
+    assert_eq!(fx.state(&ok).await.as_deref(), Some("running"));
     // Created before start-up, started after: killed at its start.
-    docker
+    fx.docker
         .start_container(&created, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .unwrap();
-    wait_state(&docker, &created, Some("exited")).await;
+    fx.wait_state(&created, Some("exited"), T).await;
 }
 
 #[tokio::test]
 async fn the_controllers_own_container_is_spared() {
-    let Some(docker) = docker_or_skip("the_controllers_own_container_is_spared").await else {
-        return;
-    };
-    sleeper_image().unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
     let image = testkit::dockwarden_image().unwrap();
-    let scope = Scope::new("enforce-self");
-    let dir = TempDir::new(&scope.id);
     // Nothing of dockwarden's is allowed: only the sparing rule keeps it alive.
-    std::fs::write(dir.path("allow.toml"), policy(&scope, "")).unwrap();
-    let policy_dir = dir.0.display().to_string();
+    fx.policy(&allow_ok(scope, ""));
+    let policy_dir = fx.dir.path().display().to_string();
     let sel = scope.selector();
     let cmd = [
         "--allowlist",
@@ -270,30 +217,28 @@ async fn the_controllers_own_container_is_spared() {
         "--metrics-listen",
         "127.0.0.1:9090",
     ];
-    let mut spec = Spec::new("controller").image(image).cmd(&cmd);
-    spec.start = false;
-    let id = scope.run(&docker, spec).await.unwrap();
-    // Bind-mount the socket and the policy directory: recreate with mounts via the CLI,
-    // which is simpler than bollard's HostConfig for a one-off.
-    docker
-        .remove_container(&id, None::<bollard::query_parameters::RemoveContainerOptions>)
-        .await
-        .unwrap();
-    let name = scope.name("controller");
-    let out = std::process::Command::new("docker")
-        .args(["run", "-d", "--name", &name, "--label", &sel, "--network", "none"])
-        .args([
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            &format!("{policy_dir}:/policy:ro"),
-        ])
-        .arg(image)
-        .args(cmd)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ctrl = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `docker run -d` in the scope, without a network: the CLI's mounts are simpler than
+    // bollard's HostConfig for these one-offs.
+    let docker_run = |suffix: &str, args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(["run", "-d", "--name", &scope.name(suffix), "--label", &sel])
+            .args(["--network", "none"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let policy_mount = format!("{policy_dir}:/policy:ro");
+    let mut args = vec![
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        &policy_mount,
+        image,
+    ];
+    args.extend(cmd);
+    let ctrl = docker_run("controller", &args);
 
     let logs = || {
         let o = std::process::Command::new("docker")
@@ -312,90 +257,46 @@ async fn the_controllers_own_container_is_spared() {
     .await
     .unwrap();
     // It is working: a denied sleeper dies.
-    let bad = scope.run(&docker, Spec::new("bad-1")).await.unwrap();
-    wait_state(&docker, &bad, Some("exited")).await;
+    let bad = fx.run(Spec::new("bad-1")).await;
+    fx.wait_state(&bad, Some("exited"), T).await;
     // A sibling of the same image (as status-api would be) is spared too.
-    let sib = std::process::Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &scope.name("sibling"),
-            "--label",
-            &sel,
-            "--network",
-            "none",
-        ])
-        .args([
+    let sib = docker_run(
+        "sibling",
+        &[
             "-v",
-            &format!("{policy_dir}:/policy:ro"),
+            &policy_mount,
             image,
             "--allowlist",
             "/policy/allow.toml",
-        ])
-        .args([
             "--scope",
             "dwtest.scope=nobody",
             "--metrics-listen",
             "127.0.0.1:9091",
             "--docker-host",
             "unix:///nonexistent.sock",
-        ])
-        .output()
-        .unwrap();
-    assert!(sib.status.success(), "{}", String::from_utf8_lossy(&sib.stderr));
-    let sib = String::from_utf8_lossy(&sib.stdout).trim().to_string();
+        ],
+    );
     eventually(T, "the sibling to be judged", || async {
         (logs().matches("verdict=spare").count() >= 2).then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        state_of(&docker, &ctrl).await.as_deref(),
-        Some("running"),
-        "{}",
-        logs()
-    );
-    assert_eq!(
-        state_of(&docker, &sib).await.as_deref(),
-        Some("running"),
-        "{}",
-        logs()
-    );
+    // Spared: judged, logged, and left alone (a decision line follows the action).
+    assert_eq!(fx.state(&ctrl).await.as_deref(), Some("running"), "{}", logs());
+    assert_eq!(fx.state(&sib).await.as_deref(), Some("running"), "{}", logs());
     assert!(logs().contains("never acted on"), "{}", logs());
 
     // Anything else in our image is judged like any container: another program mounted in
     // (a shell would do the same), and a program mounted over one of ours.
     let sleeper = testkit::static_binary("dockwarden-testkit", "dw-sleeper").unwrap();
     let run_in_image = |suffix: &str, mount: &str, entrypoint: &str| {
-        let out = std::process::Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--name",
-                &scope.name(suffix),
-                "--label",
-                &sel,
-                "--network",
-                "none",
-            ])
-            .args([
-                "-v",
-                &format!("{}:{mount}:ro", sleeper.display()),
-                "--entrypoint",
-                entrypoint,
-            ])
-            .arg(image)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let mount = format!("{}:{mount}:ro", sleeper.display());
+        docker_run(suffix, &["-v", &mount, "--entrypoint", entrypoint, image])
     };
     let shell = run_in_image("shell", "/bb/dw-sleeper", "/bb/dw-sleeper");
     let shadow = run_in_image("shadow", "/status-api", "/status-api");
-    wait_state(&docker, &shell, Some("exited")).await;
-    wait_state(&docker, &shadow, Some("exited")).await;
-    assert_eq!(state_of(&docker, &ctrl).await.as_deref(), Some("running"));
-    assert_eq!(state_of(&docker, &sib).await.as_deref(), Some("running"));
+    fx.wait_state(&shell, Some("exited"), T).await;
+    fx.wait_state(&shadow, Some("exited"), T).await;
+    assert_eq!(fx.state(&ctrl).await.as_deref(), Some("running"));
+    assert_eq!(fx.state(&sib).await.as_deref(), Some("running"));
 }

@@ -4,30 +4,25 @@
 //! back, one revived by its restart policy at the engine's restart) must still die.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Controller, PrivateEngine, TempDir};
-use testkit::{SLEEPER_IMAGE, docker_or_skip, sleeper_image};
+use support::bin;
+use testkit::engines::PrivateEngine;
+use testkit::wait::stays;
+use testkit::{Controller, Fixture, SLEEPER_IMAGE, eventually};
 
-async fn state(engine: &PrivateEngine, name: &str) -> Option<String> {
+fn state(engine: &PrivateEngine, name: &str) -> Option<String> {
     engine.cli(&["inspect", "-f", "{{.State.Status}}", name]).ok()
 }
 
 async fn wait_state(engine: &PrivateEngine, name: &str, want: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = state(engine, name).await;
-        if s.as_deref() == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {s:?}, wanted {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(within, &format!("{name} to be {want}"), || async {
+        (state(engine, name).as_deref() == Some(want)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: it is {:?}", state(engine, name)));
 }
 
 fn run(engine: &PrivateEngine, name: &str, extra: &[&str]) {
@@ -39,18 +34,14 @@ fn run(engine: &PrivateEngine, name: &str, extra: &[&str]) {
 
 #[tokio::test]
 async fn engine_restart_breaks_the_stream_and_nothing_denied_survives() {
-    let Some(_docker) = docker_or_skip("engine_restart_breaks_the_stream_and_nothing_denied_survives").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
+    // The shared engine only lends the sleeper image; the fixture's directory holds the
+    // policy and the controller's log.
+    let Some(fx) = Fixture::new().await else { return };
     let mut engine = PrivateEngine::start("fault").await.unwrap();
     engine.load_image(SLEEPER_IMAGE).unwrap();
-    let dir = TempDir::new(&format!("dwtest-faultpolicy-{}", std::process::id()));
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, "[[allow]]\nname = \"ok-*\"\n").unwrap();
+    let path = fx.policy("[[allow]]\nname = \"ok-*\"\n");
     // A private engine: the controller may govern all of it.
-    let mut c = Controller::start(&path, &["--docker-host", &engine.host]);
+    let mut c = Controller::start(bin(), &path, &["--docker-host", &engine.host], &[]);
     c.wait_synced().await;
 
     run(&engine, "ok-1", &["--restart=always"]);
@@ -61,15 +52,16 @@ async fn engine_restart_breaks_the_stream_and_nothing_denied_survives() {
     // Cut: the engine goes away (its event stream ends), then comes back with
     // restart-policy containers starting again and a new denied container started at once.
     engine.stop().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        c.still_running(),
-        "the controller exited while Docker was down:\n{}",
-        c.log_text()
-    );
     c.wait_log(&["lost the Docker Engine"], Duration::from_secs(5))
         .await
         .unwrap();
+    // It must not exit while Docker stays down (the engine is down this long).
+    stays(Duration::from_secs(2), "the controller running", || {
+        let up = c.still_running();
+        async move { up }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: it exited while Docker was down:\n{}", c.log_text()));
     engine.restart().await.unwrap();
     run(&engine, "bad-after-break", &[]);
 
@@ -92,6 +84,10 @@ async fn engine_restart_breaks_the_stream_and_nothing_denied_survives() {
         "a recurring name is reported:\n{}",
         c.log_text()
     );
+    // And the engine agrees: the denied ones are down, the allowed one runs.
+    assert_eq!(state(&engine, "bad-always").as_deref(), Some("exited"));
+    assert_eq!(state(&engine, "bad-after-break").as_deref(), Some("exited"));
+    assert_eq!(state(&engine, "ok-1").as_deref(), Some("running"));
     eprintln!(
         "{}",
         c.log_text()

@@ -5,15 +5,17 @@
 //! on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use common::{Controller, PrivateEngine, TempDir};
-use testkit::{SLEEPER_IMAGE, docker_or_skip, sleeper_image};
+use support::bin;
+use testkit::engines::PrivateEngine;
+use testkit::wait::stays;
+use testkit::{Controller, Fixture, SLEEPER_IMAGE, eventually};
 
 /// Names of the containers of this engine in `state` (`running`, ...), via the CLI.
 fn names(host: &str, filters: &[&str]) -> Vec<String> {
@@ -55,9 +57,11 @@ fn start_loop(host: String, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
         if ok {
             started.push((name, Instant::now()));
         } else {
+            // Pacing, not a wait: the engine is down, try again a little later.
             std::thread::sleep(Duration::from_millis(200));
         }
         i += 1;
+        // Pacing: a steady stream of starts, not a flood.
         std::thread::sleep(Duration::from_millis(50));
     }
     started
@@ -65,23 +69,18 @@ fn start_loop(host: String, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
 
 #[tokio::test]
 async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
-    let Some(_docker) =
-        docker_or_skip("engine_restarted_twice_under_a_start_loop_nothing_denied_survives").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
+    // The shared engine only lends the sleeper image; the fixture's directory holds the
+    // policy and the controller's log.
+    let Some(fx) = Fixture::new().await else { return };
     // A short shutdown timeout: the sleeper ignores SIGTERM, and the default 15 s per stop
     // would only slow the test down.
     let mut engine = PrivateEngine::start_with("loop", &["--shutdown-timeout", "1"])
         .await
         .unwrap();
     engine.load_image(SLEEPER_IMAGE).unwrap();
-    let dir = TempDir::new(&format!("dwtest-looppolicy-{}", std::process::id()));
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, "[[allow]]\nname = \"ok-*\"\n").unwrap();
+    let path = fx.policy("[[allow]]\nname = \"ok-*\"\n");
     // A private engine: the controller may govern all of it.
-    let mut c = Controller::start(&path, &["--docker-host", &engine.host]);
+    let mut c = Controller::start(bin(), &path, &["--docker-host", &engine.host], &[]);
     c.wait_synced().await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -91,18 +90,23 @@ async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
     };
     let mut last_restart = Instant::now();
     for round in 1..=2 {
+        // Not a wait for anything: the load the restart falls into (the loop starts
+        // containers all along).
         tokio::time::sleep(Duration::from_secs(4)).await;
         engine.stop().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(
-            c.still_running(),
-            "the controller exited while Docker was down:\n{}",
-            c.log_text()
-        );
+        // It must not exit while Docker stays down (the engine is down this long).
+        stays(Duration::from_secs(1), "the controller running", || {
+            let up = c.still_running();
+            async move { up }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: it exited while Docker was down:\n{}", c.log_text()));
         engine.restart().await.unwrap();
         last_restart = Instant::now();
         eprintln!("engine restart {round} done");
     }
+    // Not a wait for anything: the loop goes on starting containers after the last restart
+    // (those allowed must then run).
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, Relaxed);
     let started = looper.join().unwrap();
@@ -112,23 +116,26 @@ async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
     // Nothing denied survives: after the last restart the controller reconnects (with its
     // backoff), re-lists, and kills what is running, including the denied containers
     // revived by their restart policy.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let survivors = loop {
-        let running = names(&engine.host, &["status=running", "name=bad-"]);
-        if running.is_empty() || Instant::now() > deadline {
-            break running;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(
-        survivors.is_empty(),
-        "denied containers still running: {survivors:?}\n{}",
-        c.log_text()
-    );
+    let denied_running = || names(&engine.host, &["status=running", "name=bad-"]);
+    eventually(Duration::from_secs(60), "no denied container running", || {
+        let none = denied_running().is_empty();
+        async move { none.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: denied containers still running: {:?}\n{}",
+            denied_running(),
+            c.log_text()
+        )
+    });
     // Stays that way: nothing denied comes back unnoticed.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let again = names(&engine.host, &["status=running", "name=bad-"]);
-    assert!(again.is_empty(), "denied containers running again: {again:?}");
+    stays(Duration::from_secs(2), "no denied container running", || {
+        let none = denied_running().is_empty();
+        async move { none }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: denied containers running again: {:?}", denied_running()));
 
     // No allowed container was acted on. Those with a restart policy, and those started
     // after the last restart, run; the others stopped with the engine, not by the controller.

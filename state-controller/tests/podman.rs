@@ -7,14 +7,16 @@
 //! use Podman's own names (`localhost/NAME:TAG`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ::common::engine::{Engine, HttpEngine};
-use common::{Controller, TempDir, write_atomic};
-use testkit::eventually;
+use common::engine::{Engine, HttpEngine};
+use support::bin;
 use testkit::podman::{PodmanService, podman_or_skip};
+use testkit::wait::stays;
+use testkit::{Controller, eventually, write_atomic};
 
 /// Podman is slower than Docker at everything, and its event stream polls a file.
 const T: Duration = Duration::from_secs(20);
@@ -33,23 +35,30 @@ fn policy(head: &str, digest: Option<&str>) -> String {
     p
 }
 
-/// A service with the sleeper image, and a directory for the policy and logs.
-async fn setup(test: &str) -> Option<(PodmanService, TempDir)> {
-    podman_or_skip(test)?;
-    let svc = PodmanService::start(test).await.unwrap();
+/// A service of the test's own with the sleeper image (`tag` names its directory, which
+/// must stay short: the socket's path is limited), and a directory for the policy and logs.
+/// `None` when the test is skipped (no podman, none required).
+async fn setup(tag: &str) -> Option<(PodmanService, impl AsRef<Path> + use<>)> {
+    podman_or_skip()?;
+    let svc = PodmanService::start(tag).await.unwrap();
     svc.sleeper_image().unwrap();
-    let dir = TempDir::new(&format!("dwtest-podman-policy-{test}-{}", std::process::id()));
+    let dir = testkit::temp_dir(&format!("podman-{tag}")).unwrap();
     Some((svc, dir))
 }
 
-fn controller(svc: &PodmanService, dir: &TempDir) -> Controller {
-    Controller::start(&dir.path("allow.toml"), &["--docker-host", &svc.host])
+/// The policy file in `dir`.
+fn policy_path(dir: &impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join("allow.toml")
+}
+
+fn controller(svc: &PodmanService, dir: &impl AsRef<Path>) -> Controller {
+    Controller::start(bin(), &policy_path(dir), &["--docker-host", &svc.host], &[])
 }
 
 /// [`setup`], the policy written, and a controller on the service, synced.
-async fn started(test: &str, policy: &str) -> Option<(PodmanService, TempDir, Controller)> {
-    let (svc, dir) = setup(test).await?;
-    std::fs::write(dir.path("allow.toml"), policy).unwrap();
+async fn started(tag: &str, policy: &str) -> Option<(PodmanService, impl AsRef<Path> + use<>, Controller)> {
+    let (svc, dir) = setup(tag).await?;
+    write_atomic(&policy_path(&dir), policy);
     let c = controller(&svc, &dir);
     c.wait_synced().await;
     Some((svc, dir, c))
@@ -121,13 +130,13 @@ async fn allowed_containers_live_and_denied_ones_are_killed_from_the_create_even
         "{hub}"
     );
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(svc.state("ok-1").as_deref(), Some("running"));
+    // Judged: allowed, and nothing follows an allow.
     let allowed = c
         .wait_log(&["container=ok-1 ", "verdict=allow"], T)
         .await
         .unwrap();
     assert!(allowed.contains("rule=1"), "{allowed}");
+    assert_eq!(svc.state("ok-1").as_deref(), Some("running"));
     assert_eq!(
         c.metric("dockwarden_actions_total{action=\"kill\",result=\"ok\"}")
             .await,
@@ -151,7 +160,7 @@ async fn containers_there_before_the_controller_are_enforced_at_start_up() {
         ])
         .unwrap();
     let pinned = format!("localhost/dwtest-podman-sleeper@{digest}");
-    std::fs::write(dir.path("allow.toml"), policy("", Some(&pinned))).unwrap();
+    write_atomic(&policy_path(&dir), &policy("", Some(&pinned)));
     svc.run("ok-pre", &[]).unwrap();
     svc.run("pinned-pre", &[]).unwrap();
     svc.run("bad-pre", &[]).unwrap();
@@ -183,7 +192,10 @@ async fn containers_there_before_the_controller_are_enforced_at_start_up() {
         .unwrap();
     assert!(killed.contains("trigger=\"start event\""), "{killed}");
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both judged (pinned-pre above): allowed, and nothing follows an allow.
+    c.wait_log(&["container=ok-pre ", "verdict=allow"], T)
+        .await
+        .unwrap();
     assert_eq!(svc.state("ok-pre").as_deref(), Some("running"));
     assert_eq!(svc.state("pinned-pre").as_deref(), Some("running"));
 }
@@ -211,8 +223,16 @@ async fn renames_restarts_and_removals_keep_the_picture_true() {
     c.wait_log(&["keeps coming back", "bad-r"], T).await.unwrap();
 
     // A restart of an allowed container touches nothing (Podman: restart, die, start).
+    // An allow is logged once per policy generation: nothing marks the restart's events
+    // as handled, so this checks for a second that nothing happens.
     svc.cli(&["restart", "--time", "0", "ok-keep"]).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    stays(Duration::from_secs(1), "ok-keep running, never denied", || {
+        let fine = svc.state("ok-keep").as_deref() == Some("running")
+            && c.count_log(&["container=ok-keep ", "verdict=deny"]) == 0;
+        async move { fine }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()));
     assert_eq!(svc.state("ok-keep").as_deref(), Some("running"));
     assert_eq!(c.count_log(&["container=ok-keep ", "verdict=deny"]), 0);
 
@@ -240,8 +260,8 @@ async fn a_new_policy_applies_to_what_runs_and_a_bad_one_is_refused() {
     let Some((svc, dir)) = setup("reload").await else {
         return;
     };
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, policy("", None)).unwrap();
+    let path = policy_path(&dir);
+    write_atomic(&path, &policy("", None));
     let c = controller(&svc, &dir);
     c.wait_synced().await;
     svc.run("ok-a", &[]).unwrap();
@@ -268,7 +288,10 @@ async fn a_new_policy_applies_to_what_runs_and_a_bad_one_is_refused() {
     c.wait_log(&["policy refused"], T).await.unwrap();
     svc.run("bad-after", &[]).unwrap();
     wait_state(&svc, "bad-after", Some("exited")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Its decision logged: the controller is done with everything before it.
+    c.wait_log(&["container=bad-after ", "result=ok"], T)
+        .await
+        .unwrap();
     assert_eq!(svc.state("ok-a").as_deref(), Some("running"));
 }
 

@@ -5,14 +5,15 @@
 //! mid-file never gets its prefix applied.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Controller, TempDir, write_atomic};
-use testkit::{Scope, Spec, docker_or_skip, eventually, sleeper_image, state_of};
+use support::bin;
+use testkit::wait::stays;
+use testkit::{Controller, Fixture, Scope, Spec, eventually, write_atomic};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -21,14 +22,6 @@ fn allow(scope: &Scope, names: &[&str]) -> String {
         .iter()
         .map(|n| format!("[[allow]]\nname = \"{}-{n}\"\n", scope.id))
         .collect()
-}
-
-async fn wait_state(docker: &bollard::Docker, id: &str, want: &str) {
-    eventually(T, &format!("{id} to be {want}"), || async {
-        (state_of(docker, id).await.as_deref() == Some(want)).then_some(())
-    })
-    .await
-    .unwrap();
 }
 
 async fn wait_generation(c: &Controller, generation: u64, within: Duration) -> Duration {
@@ -41,55 +34,42 @@ async fn wait_generation(c: &Controller, generation: u64, within: Duration) -> D
 
 #[tokio::test]
 async fn added_rule_lets_a_container_live_and_removed_rule_kills() {
-    let Some(docker) = docker_or_skip("added_rule_lets_a_container_live_and_removed_rule_kills").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("reload-rules");
-    let dir = TempDir::new(&scope.id);
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, allow(&scope, &["a*"])).unwrap();
-    let c = Controller::start(&path, &["--scope", &scope.selector()]);
-    c.wait_synced().await;
+    let Some(fx) = Fixture::new().await else { return };
+    let c = fx.controller(bin(), &allow(&fx.scope, &["a*"]), &[]).await;
+    let path = fx.path("allow.toml");
 
-    let a = scope.run(&docker, Spec::new("a1")).await.unwrap();
-    write_atomic(&path, &allow(&scope, &["a*", "b*"]));
+    let a = fx.run(Spec::new("a1")).await;
+    write_atomic(&path, &allow(&fx.scope, &["a*", "b*"]));
     wait_generation(&c, 2, T).await;
-    let b = scope.run(&docker, Spec::new("b1")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = fx.run(Spec::new("b1")).await;
+    c.wait_judged(&[&b], T).await;
     assert_eq!(
-        state_of(&docker, &b).await.as_deref(),
+        fx.state(&b).await.as_deref(),
         Some("running"),
         "the added rule allows b1"
     );
 
-    write_atomic(&path, &allow(&scope, &["b*"]));
+    write_atomic(&path, &allow(&fx.scope, &["b*"]));
     wait_generation(&c, 3, T).await;
-    wait_state(&docker, &a, "exited").await;
-    assert_eq!(state_of(&docker, &b).await.as_deref(), Some("running"));
+    fx.wait_state(&a, Some("exited"), T).await;
+    assert_eq!(fx.state(&b).await.as_deref(), Some("running"));
     c.wait_log(
         &["new policy applied", "generation=3", "allowed=1", "denied=1"],
         T,
     )
     .await
     .unwrap();
+    // What the line counts is what the engine shows.
+    assert_eq!(fx.state(&a).await.as_deref(), Some("exited"));
+    assert_eq!(fx.state(&b).await.as_deref(), Some("running"));
 }
 
 #[tokio::test]
 async fn invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing() {
-    let Some(docker) =
-        docker_or_skip("invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("reload-invalid");
-    let dir = TempDir::new(&scope.id);
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, allow(&scope, &["ok*"])).unwrap();
-    let c = Controller::start(&path, &["--scope", &scope.selector()]);
-    c.wait_synced().await;
-    let ok = scope.run(&docker, Spec::new("ok-0")).await.unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let c = fx.controller(bin(), &allow(&fx.scope, &["ok*"]), &[]).await;
+    let path = fx.path("allow.toml");
+    let ok = fx.run(Spec::new("ok-0")).await;
 
     let bad_files: [(&str, Option<&str>, &str); 5] = [
         ("bad TOML", Some("[[allow]\nname = \"x\""), "policy refused"),
@@ -118,20 +98,17 @@ async fn invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing() {
         .await
         .unwrap();
         // The last good policy still allows ok-* and denies everything else.
-        let denied = scope.run(&docker, Spec::new(&format!("bad-{i}"))).await.unwrap();
-        let allowed = scope
-            .run(&docker, Spec::new(&format!("ok-{}", i + 1)))
-            .await
-            .unwrap();
-        wait_state(&docker, &denied, "exited").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let denied = fx.run(Spec::new(&format!("bad-{i}"))).await;
+        let allowed = fx.run(Spec::new(&format!("ok-{}", i + 1))).await;
+        fx.wait_state(&denied, Some("exited"), T).await;
+        c.wait_judged(&[&allowed], T).await;
         assert_eq!(
-            state_of(&docker, &allowed).await.as_deref(),
+            fx.state(&allowed).await.as_deref(),
             Some("running"),
             "{what}: allowed one killed"
         );
         assert_eq!(
-            state_of(&docker, &ok).await.as_deref(),
+            fx.state(&ok).await.as_deref(),
             Some("running"),
             "{what}: policy widened or emptied"
         );
@@ -141,8 +118,13 @@ async fn invalid_files_are_refused_and_the_last_good_policy_keeps_enforcing() {
         "no bad file was ever accepted:\n{}",
         c.log_text()
     );
-    std::fs::write(&path, allow(&scope, &["ok*", "new*"])).unwrap();
+    std::fs::write(&path, allow(&fx.scope, &["ok*", "new*"])).unwrap();
     wait_generation(&c, 2, T).await;
+    // The good file is in force: what only it allows lives, and the old rule still holds.
+    let new = fx.run(Spec::new("new-1")).await;
+    c.wait_judged(&[&new], T).await;
+    assert_eq!(fx.state(&new).await.as_deref(), Some("running"));
+    assert_eq!(fx.state(&ok).await.as_deref(), Some("running"));
 }
 
 /// Sets up a Kubernetes-style ConfigMap directory: `allow.toml -> ..data/allow.toml`,
@@ -169,21 +151,14 @@ fn configmap_update(dir: &Path, text: &str, n: u32) {
 
 #[tokio::test]
 async fn every_way_of_replacing_the_file_is_picked_up_within_a_second() {
-    let Some(docker) = docker_or_skip("every_way_of_replacing_the_file_is_picked_up_within_a_second").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("reload-modes");
-    let dir = TempDir::new(&scope.id);
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
     let within = Duration::from_secs(1);
 
     // Plain directory: `>` in one write, `sed -i`, then an editor's rename-over.
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, allow(&scope, &["v1"])).unwrap();
-    let c = Controller::start(&path, &["--scope", &scope.selector()]);
-    c.wait_synced().await;
-    std::fs::write(&path, allow(&scope, &["v2"])).unwrap(); // truncate + write, same inode
+    let c = fx.controller(bin(), &allow(scope, &["v1"]), &[]).await;
+    let path = fx.path("allow.toml");
+    std::fs::write(&path, allow(scope, &["v2"])).unwrap(); // truncate + write, same inode
     let in_place = wait_generation(&c, 2, within).await;
     let sed = std::process::Command::new("sed")
         .args(["-i", "s/-v2\"/-v2b\"/"])
@@ -192,25 +167,35 @@ async fn every_way_of_replacing_the_file_is_picked_up_within_a_second() {
         .unwrap();
     assert!(sed.success());
     let sed = wait_generation(&c, 3, within).await;
-    write_atomic(&path, &allow(&scope, &["v3"]));
+    write_atomic(&path, &allow(scope, &["v3"]));
     let rename = wait_generation(&c, 4, within).await;
     // The policy in force is the last one written: v3 lives, v1 dies.
-    let v3 = scope.run(&docker, Spec::new("v3")).await.unwrap();
-    let v1 = scope.run(&docker, Spec::new("v1")).await.unwrap();
-    wait_state(&docker, &v1, "exited").await;
-    assert_eq!(state_of(&docker, &v3).await.as_deref(), Some("running"));
+    let v3 = fx.run(Spec::new("v3")).await;
+    let v1 = fx.run(Spec::new("v1")).await;
+    fx.wait_state(&v1, Some("exited"), T).await;
+    assert_eq!(fx.state(&v3).await.as_deref(), Some("running"));
     drop(c);
 
     // ConfigMap volume: the file is a symlink through ..data, swapped atomically.
-    let cm = TempDir::new(&format!("{}-cm", scope.id));
-    configmap_dir(&cm.0, &allow(&scope, &["v3"]));
-    let c = Controller::start(&cm.path("allow.toml"), &["--scope", &scope.selector()]);
+    let cm = fx.path("cm");
+    std::fs::create_dir(&cm).unwrap();
+    configmap_dir(&cm, &allow(scope, &["v3"]));
+    let c = Controller::start(
+        bin(),
+        &cm.join("allow.toml"),
+        &["--scope", &scope.selector()],
+        &[],
+    );
     c.wait_synced().await;
-    configmap_update(&cm.0, &allow(&scope, &["v4"]), 2);
+    configmap_update(&cm, &allow(scope, &["v4"]), 2);
     let data_swap = wait_generation(&c, 2, within).await;
-    wait_state(&docker, &v3, "exited").await;
-    configmap_update(&cm.0, &allow(&scope, &["v5"]), 3);
+    fx.wait_state(&v3, Some("exited"), T).await;
+    configmap_update(&cm, &allow(scope, &["v5"]), 3);
     let data_swap2 = wait_generation(&c, 3, within).await;
+    // The last swap is in force: what only it allows lives.
+    let v5 = fx.run(Spec::new("v5")).await;
+    c.wait_judged(&[&v5], T).await;
+    assert_eq!(fx.state(&v5).await.as_deref(), Some("running"));
     eprintln!(
         "reload latency: in-place {in_place:?}, sed -i {sed:?}, rename-over {rename:?}, ..data swap {data_swap:?} then {data_swap2:?}"
     );
@@ -218,51 +203,51 @@ async fn every_way_of_replacing_the_file_is_picked_up_within_a_second() {
 
 #[tokio::test]
 async fn a_writer_that_pauses_mid_file_never_gets_its_prefix_applied() {
-    let Some(docker) = docker_or_skip("a_writer_that_pauses_mid_file_never_gets_its_prefix_applied").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("reload-paused");
-    let dir = TempDir::new(&scope.id);
-    let path = dir.path("allow.toml");
-    std::fs::write(&path, allow(&scope, &["a*", "keep*"])).unwrap();
-    let c = Controller::start(&path, &["--scope", &scope.selector()]);
-    c.wait_synced().await;
-    let keep = scope.run(&docker, Spec::new("keep-1")).await.unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let c = fx
+        .controller(bin(), &allow(&fx.scope, &["a*", "keep*"]), &[])
+        .await;
+    let path = fx.path("allow.toml");
+    let keep = fx.run(Spec::new("keep-1")).await;
 
     // The new file adds a rule; its prefix up to the cut holds only rule 1, a valid policy
     // that would kill keep-1. The writer holds the file open across a pause.
-    let new = allow(&scope, &["a*", "keep*", "more*"]);
+    let new = allow(&fx.scope, &["a*", "keep*", "more*"]);
     let cut = new
         .find("[[allow]]\nname = \"")
         .and_then(|first| new[first + 1..].find("[[allow]]").map(|i| first + 1 + i))
         .unwrap();
-    std::fs::write(dir.path("new.toml"), &new).unwrap();
+    std::fs::write(fx.path("new.toml"), &new).unwrap();
     let script = format!(
         "{{ head -c {cut} new.toml; sleep 1.5; tail -c +{} new.toml; }} > allow.toml",
         cut + 1
     );
     let mut writer = std::process::Command::new("sh")
         .args(["-c", &script])
-        .current_dir(&dir.0)
+        .current_dir(fx.dir.path())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(1300) {
-        assert_eq!(
-            state_of(&docker, &keep).await.as_deref(),
-            Some("running"),
-            "{}",
-            c.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Through the writer's pause nothing may happen to keep-1 (it would die within
+    // milliseconds of a prefix applied): checked all along the pause.
+    let kept = stays(Duration::from_millis(1300), "keep-1 running", || async {
+        fx.state(&keep).await.as_deref() == Some("running")
+    })
+    .await;
+    assert!(kept.is_ok(), "{kept:?}\n{}", c.log_text());
     assert!(writer.wait().unwrap().success());
     wait_generation(&c, 2, Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.wait_log(&["new policy applied", "generation=2"], T)
+        .await
+        .unwrap();
+    // Applied; and after it, no second reload or refusal (of a late read of the file) and
+    // nothing done to keep-1: a window with nothing happening, checked all along.
+    let kept = stays(Duration::from_millis(500), "keep-1 running", || async {
+        fx.state(&keep).await.as_deref() == Some("running")
+    })
+    .await;
+    assert!(kept.is_ok(), "{kept:?}\n{}", c.log_text());
     assert_eq!(
-        state_of(&docker, &keep).await.as_deref(),
+        fx.state(&keep).await.as_deref(),
         Some("running"),
         "{}",
         c.log_text()

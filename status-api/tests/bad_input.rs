@@ -1,30 +1,25 @@
 //! The bad-input suite against the real server and engine: unknown and ambiguous IDs, bad
 //! query values, `tail` out of range, path tricks, very long IDs, every non-GET method, a
 //! missing or wrong token, and garbage on the socket. Each gets the right 4xx with a JSON
-//! body, and the server stays up throughout.
+//! body, and the server stays up throughout. Requests go through testkit's client (paths
+//! as written); only the garbage is sent as raw bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Api, Opts, raw, send_bytes};
-use testkit::{Scope, Spec, docker_or_skip, sleeper_image};
+use support::{Api, Opts, request, send_bytes};
+use testkit::{Fixture, Spec};
 
 const TOKEN: &str = "dwtest-token-0123456789";
 
 #[tokio::test]
 async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
-    let Some(docker) = docker_or_skip("bad_input_gets_json_4xx_and_the_server_stays_up").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-bad-input");
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
     // Create containers until two IDs share their first character: an ambiguous prefix.
     let mut ids: Vec<String> = Vec::new();
     let prefix = loop {
-        let id = scope
-            .run(&docker, Spec::new(&format!("c{}", ids.len())).created_only())
-            .await
-            .unwrap();
+        let id = fx.run(Spec::new(&format!("c{}", ids.len())).created_only()).await;
         if let Some(other) = ids.iter().find(|o| o[..1] == id[..1]) {
             let common = other
                 .chars()
@@ -38,9 +33,9 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
         ids.push(id);
         assert!(ids.len() <= 17, "pigeonhole");
     };
-    let running = scope.run(&docker, Spec::new("run")).await.unwrap();
+    let running = fx.run(Spec::new("run")).await;
     let api = Api::start(
-        &scope,
+        scope,
         Opts {
             token: Some(TOKEN.into()),
             ..Default::default()
@@ -159,11 +154,11 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
         assert_eq!(r.status, 200, "HEAD {path}");
         assert!(r.body.is_empty(), "HEAD {path} has no body");
     }
-    let r = raw(api.addr, "POST", "/healthz", &[]).await;
+    let r = request(api.addr, "POST", "/healthz", &[]).await;
     r.assert_error(405, "method_not_allowed", "POST /healthz without a token");
     // A body with a write method changes nothing.
     let before = api.list("").await.len();
-    let r = raw(
+    let r = request(
         api.addr,
         "DELETE",
         &format!("/containers/{name}"),
@@ -172,7 +167,7 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
     .await;
     r.assert_error(405, "method_not_allowed", "DELETE a container");
     assert_eq!(api.list("").await.len(), before);
-    assert!(testkit::state_of(&docker, &running).await.as_deref() == Some("running"));
+    assert!(fx.state(&running).await.as_deref() == Some("running"));
 
     // Missing or wrong token: 401 with a Bearer challenge, on every route but /healthz.
     for path in routes
@@ -189,7 +184,7 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
             Some("Bearer".to_string()),
         ] {
             let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-            let r = raw(api.addr, "GET", path, &headers).await;
+            let r = request(api.addr, "GET", path, &headers).await;
             r.assert_error(401, "unauthorized", &format!("{path} with {auth:?}"));
             assert!(
                 r.header("www-authenticate")
@@ -199,9 +194,10 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
             assert!(!r.body.contains(TOKEN), "the token is never echoed");
         }
     }
-    assert_eq!(raw(api.addr, "GET", "/healthz", &[]).await.status, 200);
+    assert_eq!(request(api.addr, "GET", "/healthz", &[]).await.status, 200);
 
-    // Garbage on the socket: hyper answers 400 (or closes); the server stays up.
+    // Garbage on the socket (raw bytes: no HTTP client sends these): hyper answers 400 (or
+    // closes); the server stays up.
     for garbage in [
         &b"HELLO\r\n\r\n"[..],
         b"GET /containers HTTP/9.9\r\n\r\n",
@@ -212,7 +208,7 @@ async fn bad_input_gets_json_4xx_and_the_server_stays_up() {
     }
 
     // Still serving, and correctly.
-    assert_eq!(raw(api.addr, "GET", "/healthz", &[]).await.status, 200);
+    assert_eq!(request(api.addr, "GET", "/healthz", &[]).await.status, 200);
     let listed = api.list("").await;
     assert_eq!(listed.len(), ids.len() + 1);
     let m = api.get("/metrics").await.body;

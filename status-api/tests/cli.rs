@@ -3,13 +3,14 @@
 //! a graceful shutdown on SIGTERM that keeps its deadline even with a stuck client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Api, Opts, TempDir, raw};
+use support::{Api, Opts, request};
+use testkit::eventually;
 use tokio::io::AsyncWriteExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_status-api");
@@ -79,8 +80,9 @@ async fn healthcheck_exits_0_on_200_and_1_otherwise() {
 
 #[test]
 fn bad_allowlist_exits_2_with_its_position() {
-    let dir = TempDir::new("cli-bad-policy");
-    let bad = dir.replace("allowlist.toml", "[[allow]]\nnmae = \"web-*\"\n");
+    let dir = testkit::temp_dir("cli-bad-policy").unwrap();
+    let bad = dir.path().join("allowlist.toml");
+    testkit::write_atomic(&bad, "[[allow]]\nnmae = \"web-*\"\n");
     let (code, out) = run(
         &["--listen", "127.0.0.1:0", "--allowlist", bad.to_str().unwrap()],
         &[],
@@ -160,14 +162,29 @@ async fn sigterm_shuts_down_gracefully_within_the_deadline() {
         }
         assert!(Instant::now() < deadline, "no listening line");
     };
-    assert_eq!(raw(addr, "GET", "/healthz", &[]).await.status, 200);
+    assert_eq!(request(addr, "GET", "/healthz", &[]).await.status, 200);
     // A client that sent half a request and went quiet must not hold the shutdown open.
     let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
     stuck
         .write_all(b"GET /containers HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the server has accepted it: /healthz, the stuck client and the /metrics request
+    // that reads this make three accepted connections.
+    eventually(
+        Duration::from_secs(5),
+        "the server to accept the stuck client",
+        || async {
+            let m = request(addr, "GET", "/metrics", &[]).await.body;
+            let accepted: u64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("status_api_http_connections_total "))
+                .and_then(|v| v.trim().parse().ok())?;
+            (accepted >= 3).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     let pid = child.id().to_string();
     let t0 = Instant::now();
     let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

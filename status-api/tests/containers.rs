@@ -3,16 +3,16 @@
 //! environments that never appear in any answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use common::{Api, Opts, TempDir};
 use serde_json::Value;
-use testkit::{Scope, Spec, docker_or_skip, eventually, sleeper_image};
+use support::{Api, Opts};
+use testkit::{Fixture, Spec, eventually};
 
 const WITHIN: Duration = Duration::from_secs(1);
 
@@ -31,15 +31,12 @@ async fn shows(api: &Api, id: &str, what: &str, check: impl Fn(Option<&Value>) -
 
 #[tokio::test]
 async fn start_stop_rename_remove_show_within_a_second() {
-    let Some(docker) = docker_or_skip("start_stop_rename_remove_show_within_a_second").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-lifecycle");
-    let api = Api::start(&scope, Opts::default()).await;
+    let Some(fx) = Fixture::new().await else { return };
+    let (docker, scope) = (&fx.docker, &fx.scope);
+    let api = Api::start(scope, Opts::default()).await;
     assert!(api.list("").await.is_empty(), "the scope starts empty");
 
-    let id = scope.run(&docker, Spec::new("a")).await.unwrap();
+    let id = fx.run(Spec::new("a")).await;
     let name = scope.name("a");
     let t = shows(&api, &id, "started container listed as running", |c| {
         c.is_some_and(|c| c["state"] == "running" && c["name"] == name.as_str())
@@ -116,16 +113,13 @@ async fn start_stop_rename_remove_show_within_a_second() {
 
 #[tokio::test]
 async fn filters_select_by_state_name_and_image() {
-    let Some(docker) = docker_or_skip("filters_select_by_state_name_and_image").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-filters");
-    let web1 = scope.run(&docker, Spec::new("web-1")).await.unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
+    let web1 = fx.run(Spec::new("web-1")).await;
     // dw-sleeper 0 exits at once: an exited container.
-    let web2 = scope.run(&docker, Spec::new("web-2").cmd(&["0"])).await.unwrap();
-    let db = scope.run(&docker, Spec::new("db").created_only()).await.unwrap();
-    let api = Api::start(&scope, Opts::default()).await;
+    let web2 = fx.run(Spec::new("web-2").cmd(&["0"])).await;
+    let db = fx.run(Spec::new("db").created_only()).await;
+    let api = Api::start(scope, Opts::default()).await;
     eventually(Duration::from_secs(5), "web-2 exited", || async {
         api.find(&web2)
             .await
@@ -190,26 +184,12 @@ async fn filters_select_by_state_name_and_image() {
 
 #[tokio::test]
 async fn allowed_follows_the_policy_and_its_reload() {
-    let Some(docker) = docker_or_skip("allowed_follows_the_policy_and_its_reload").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-policy");
-    let dir = TempDir::new("api-policy");
-    let policy = dir.replace(
-        "allowlist.toml",
-        "mode = \"audit\"\n[[allow]]\nname = \"*-good\"\n",
-    );
-    let good = scope.run(&docker, Spec::new("good")).await.unwrap();
-    let bad = scope.run(&docker, Spec::new("bad")).await.unwrap();
-    let api = Api::start(
-        &scope,
-        Opts {
-            allowlist: Some(policy),
-            ..Default::default()
-        },
-    )
-    .await;
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
+    let policy = fx.policy("mode = \"audit\"\n[[allow]]\nname = \"*-good\"\n");
+    let good = fx.run(Spec::new("good")).await;
+    let bad = fx.run(Spec::new("bad")).await;
+    let api = Api::with_policy(scope, policy).await;
     let g = api.find(&good).await.unwrap();
     assert_eq!(
         (g["allowed"].clone(), g["rule"].clone()),
@@ -238,10 +218,7 @@ async fn allowed_follows_the_policy_and_its_reload() {
     );
 
     // Replace the file the way editors do: the verdicts follow.
-    dir.replace(
-        "allowlist.toml",
-        "mode = \"audit\"\n[[allow]]\nname = \"*-nothing\"\n[[allow]]\nname = \"*-bad\"\n",
-    );
+    fx.policy("mode = \"audit\"\n[[allow]]\nname = \"*-nothing\"\n[[allow]]\nname = \"*-bad\"\n");
     eventually(Duration::from_secs(5), "verdicts after the reload", || async {
         let b = api.find(&bad).await?;
         let g = api.find(&good).await?;
@@ -253,7 +230,7 @@ async fn allowed_follows_the_policy_and_its_reload() {
     assert!(metrics.contains("dockwarden_policy_generation 2"), "{metrics}");
 
     // An invalid file is refused: the last good policy stays.
-    dir.replace("allowlist.toml", "[[allow]]\nnmae = \"x\"\n");
+    fx.policy("[[allow]]\nnmae = \"x\"\n");
     eventually(Duration::from_secs(5), "the invalid file refused", || async {
         let m = api.get("/metrics").await.body;
         m.contains("dockwarden_policy_reloads_total{result=\"rejected\"} 1")
@@ -267,13 +244,9 @@ async fn allowed_follows_the_policy_and_its_reload() {
 
 #[tokio::test]
 async fn resources_are_sampled_in_the_background() {
-    let Some(docker) = docker_or_skip("resources_are_sampled_in_the_background").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-resources");
-    let id = scope.run(&docker, Spec::new("r")).await.unwrap();
-    let api = Api::start(&scope, Opts::default()).await;
+    let Some(fx) = Fixture::new().await else { return };
+    let id = fx.run(Spec::new("r")).await;
+    let api = Api::start(&fx.scope, Opts::default()).await;
     // Two rounds (500 ms apart in tests) give CPU %; memory comes with the first.
     let c = eventually(Duration::from_secs(10), "CPU and memory figures", || async {
         api.find(&id)
@@ -299,32 +272,19 @@ async fn resources_are_sampled_in_the_background() {
 
 #[tokio::test]
 async fn container_environment_never_appears() {
-    let Some(docker) = docker_or_skip("container_environment_never_appears").await else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let scope = Scope::new("api-secret");
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
     let secret = format!("hunter2-{}", scope.id);
     let env = format!("SECRET={secret}");
-    let id = scope
+    let id = fx
         .run(
-            &docker,
             Spec::new("s")
                 .env(&[env.as_str(), "DB_PASSWORD=pa55word-do-not-show"])
                 .labels(&[("note", "<script>alert(1)</script>")]),
         )
-        .await
-        .unwrap();
-    let dir = TempDir::new("api-secret");
-    let policy = dir.replace("allowlist.toml", "[[allow]]\nname = \"*\"\n");
-    let api = Api::start(
-        &scope,
-        Opts {
-            allowlist: Some(policy),
-            ..Default::default()
-        },
-    )
-    .await;
+        .await;
+    let policy = fx.policy("[[allow]]\nname = \"*\"\n");
+    let api = Api::with_policy(scope, policy).await;
     eventually(Duration::from_secs(5), "figures sampled", || async {
         api.find(&id)
             .await

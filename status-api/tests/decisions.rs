@@ -5,13 +5,13 @@
 //! Docker needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Opts};
 use serde_json::{Value, json};
+use support::{Api, Opts};
 use testkit::eventually;
 use tokio::sync::oneshot;
 use warp::Filter;

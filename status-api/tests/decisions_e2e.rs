@@ -4,32 +4,13 @@
 //! action and result; status-api's page and the container's detail page say it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Api, Opts, TempDir, raw};
 use serde_json::Value;
-use testkit::{Scope, Spec, docker_or_skip, eventually, sleeper_image, static_binary};
-
-/// The real controller (static release build), scoped to the test, killed by PID on drop.
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Api, Opts, request};
+use testkit::{Fixture, Spec, eventually, static_binary};
 
 fn decisions_about(v: &Value, id: &str) -> Vec<Value> {
     v["decisions"]
@@ -40,53 +21,35 @@ fn decisions_about(v: &Value, id: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_container_shows_in_both_decisions_within_a_second() {
-    let Some(docker) = docker_or_skip("a_denied_container_shows_in_both_decisions_within_a_second").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
+    // The real controller (static release build), governing this test's scope only; its
+    // metrics listener serves `/decisions`.
     let bin = static_binary("state-controller", "state-controller").unwrap();
-    let scope = Scope::new("api-decisions-e2e");
-    let dir = TempDir::new("api-decisions-e2e");
-    let policy = dir.replace(
-        "allowlist.toml",
-        &format!("[[allow]]\nname = \"{}-ok-*\"\n", scope.id),
-    );
-    let port = free_port();
-    let ctl = Controller(
-        Command::new(bin)
-            .args(["--allowlist"])
-            .arg(&policy)
-            .args([
-                "--metrics-listen",
-                &format!("127.0.0.1:{port}"),
-                "--scope",
-                &scope.selector(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ctl_url = format!("http://127.0.0.1:{port}");
-    let ctl_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ctl = fx
+        .controller(&bin, &format!("[[allow]]\nname = \"{}-ok-*\"\n", scope.id), &[])
+        .await;
+    let policy = fx.path("allow.toml");
+    let ctl_addr = ctl.metrics_addr();
+    let ctl_url = format!("http://{ctl_addr}");
     eventually(
         Duration::from_secs(15),
         "the controller answers /decisions",
         || async {
-            // Listening yet? (`raw` expects a server there.)
-            tokio::net::TcpStream::connect(ctl_addr).await.ok()?;
-            let r = tokio::time::timeout(Duration::from_secs(2), raw(ctl_addr, "GET", "/decisions", &[]))
-                .await
-                .ok()?;
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                testkit::http::request(ctl_addr, "GET", "/decisions", &[]),
+            )
+            .await
+            .ok()?
+            .ok()?;
             (r.status == 200).then_some(())
         },
     )
     .await
     .unwrap();
     let api = Api::start(
-        &scope,
+        scope,
         Opts {
             allowlist: Some(policy.clone()),
             controller_url: Some(ctl_url),
@@ -96,12 +59,12 @@ async fn a_denied_container_shows_in_both_decisions_within_a_second() {
     .await;
 
     let t0 = Instant::now();
-    let id = scope.run(&docker, Spec::new("intruder")).await.unwrap();
+    let id = fx.run(Spec::new("intruder")).await;
     let from_controller = eventually(
         Duration::from_secs(1),
         "the controller's /decisions has it",
         || async {
-            let r = raw(
+            let r = request(
                 ctl_addr,
                 "GET",
                 &format!("/decisions?container={}", &id[..12]),

@@ -3,36 +3,19 @@
 //! not list them at all).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Api, Opts, TempDir};
-use testkit::{Scope, docker_or_skip, eventually, sleeper_image};
+use support::Api;
+use testkit::{Fixture, SLEEPER_IMAGE, eventually};
 
 #[tokio::test]
 async fn a_container_with_an_isolation_value_bollard_rejects_is_listed_and_judged() {
-    if docker_or_skip("a_container_with_an_isolation_value_bollard_rejects_is_listed_and_judged")
-        .await
-        .is_none()
-    {
-        return;
-    }
-    let image = sleeper_image().unwrap();
-    let scope = Scope::new("api-isolation");
-    let dir = TempDir::new(&scope.id);
-    let policy = dir.replace(
-        "allowlist.toml",
-        &format!("[[allow]]\nname = \"{}-ok*\"\n", scope.id),
-    );
-    let api = Api::start(
-        &scope,
-        Opts {
-            allowlist: Some(policy),
-            ..Default::default()
-        },
-    )
-    .await;
+    let Some(fx) = Fixture::new().await else { return };
+    let scope = &fx.scope;
+    let policy = fx.policy(&format!("[[allow]]\nname = \"{}-ok*\"\n", scope.id));
+    let api = Api::with_policy(scope, policy).await;
     let name = scope.name("iso");
     let out = std::process::Command::new("docker")
         .args([
@@ -44,7 +27,7 @@ async fn a_container_with_an_isolation_value_bollard_rejects_is_listed_and_judge
             "--name",
             &name,
         ])
-        .args(["--label", &scope.selector(), image])
+        .args(["--label", &scope.selector(), SLEEPER_IMAGE])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

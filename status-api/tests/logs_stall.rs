@@ -8,48 +8,25 @@
 //! put in an image of its own, `dwtest-api-chatter:<pid>`, removed at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Api, Opts};
-use testkit::{Scope, Spec, docker_or_skip, image_from_binaries, workspace_root};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{Api, Opts, Stalled};
+use testkit::{Scope, Spec, docker_or_skip, image_from_binaries, test_name};
 
 const READERS: usize = 400;
 
+/// This process's RSS, KiB: the server runs in it.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    testkit::process::rss_kib(std::process::id())
 }
 
 /// Builds the chatter example static (same flags as scripts/build-static.sh, so the
 /// release dependencies are shared) and an image holding it.
 fn chatter_image() -> String {
-    let root = workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-            "-p",
-            "status-api",
-            "--example",
-            "dw-chatter",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building dw-chatter");
-    let bin = root.join("target/x86_64-unknown-linux-gnu/release/examples/dw-chatter");
+    let bin = testkit::static_example("status-api", "dw-chatter").unwrap();
     let tag = format!("dwtest-api-chatter:{}", std::process::id());
     image_from_binaries(&tag, &[bin], "dw-chatter").unwrap();
     tag
@@ -63,27 +40,14 @@ impl Drop for RemoveImage {
     }
 }
 
-/// Asks for the whole log, reads the first bytes (the status line), then stops reading.
-async fn stalled_reader(addr: std::net::SocketAddr, path: String) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut head))
-        .await
-        .map(|r| r.unwrap_or(0))
-        .unwrap_or(0);
-    (s, String::from_utf8_lossy(&head[..n]).to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_hundred_stalled_log_readers_hold_no_big_buffers() {
-    let Some(docker) = docker_or_skip("four_hundred_stalled_log_readers_hold_no_big_buffers").await else {
+    let Some(docker) = docker_or_skip().await else {
         return;
     };
     let image = chatter_image();
     let _image = RemoveImage(image.clone());
-    let scope = Scope::new("api-logs-stall");
+    let scope = Scope::new(&test_name());
     let id = scope
         .run(&docker, Spec::new("chatty").image(&image))
         .await
@@ -125,10 +89,13 @@ async fn four_hundred_stalled_log_readers_hold_no_big_buffers() {
     let before = rss_kib();
     let t0 = Instant::now();
     let mut readers = Vec::with_capacity(READERS);
+    // Each asks for the whole log, reads the answer's head, then stops reading.
     for _ in 0..READERS {
-        readers.push(tokio::spawn(stalled_reader(api.addr, path.clone())));
+        let (addr, path) = (api.addr, path.clone());
+        readers.push(tokio::spawn(async move { Stalled::start(addr, &path).await }));
     }
-    // While they stall: memory stays small and the API answers.
+    // While they stall (a fixed period: it checks that nothing grows): memory stays small
+    // and the API answers.
     let mut peak = before;
     let mut worst = Duration::ZERO;
     while t0.elapsed() < Duration::from_secs(6) {
@@ -143,14 +110,8 @@ async fn four_hundred_stalled_log_readers_hold_no_big_buffers() {
         heads.push(r.await.unwrap());
     }
     peak = peak.max(rss_kib());
-    let ok = heads
-        .iter()
-        .filter(|(_, h)| h.starts_with("HTTP/1.1 200"))
-        .count();
-    let busy = heads
-        .iter()
-        .filter(|(_, h)| h.starts_with("HTTP/1.1 504"))
-        .count();
+    let ok = heads.iter().filter(|h| h.status == 200).count();
+    let busy = heads.iter().filter(|h| h.status == 504).count();
     eprintln!(
         "{READERS} stalled readers: {ok} streaming, {busy} told 504 (waited for a slot), RSS {} -> peak {} MiB; /healthz slowest {worst:?}",
         before / 1024,
@@ -162,7 +123,7 @@ async fn four_hundred_stalled_log_readers_hold_no_big_buffers() {
         ok + busy,
         READERS,
         "every reader got an answer: {:?}",
-        heads.iter().map(|h| &h.1).collect::<Vec<_>>()
+        heads.iter().map(|h| h.status).collect::<Vec<_>>()
     );
     assert!(
         worst < Duration::from_secs(1),

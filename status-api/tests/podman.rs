@@ -5,14 +5,14 @@
 //! changes the verdicts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Opts, TempDir};
 use serde_json::Value;
-use testkit::eventually;
+use support::{Api, Opts};
 use testkit::podman::{PODMAN_SLEEPER_IMAGE, PodmanService, podman_or_skip};
+use testkit::{eventually, write_atomic};
 
 const WITHIN: Duration = Duration::from_secs(1);
 
@@ -36,15 +36,17 @@ async fn shows(api: &Api, name: &str, what: &str, check: impl Fn(Option<&Value>)
 
 #[tokio::test]
 async fn every_podman_container_is_listed_with_state_and_verdict_and_changes_show_within_a_second() {
-    let test = "api-list";
-    if podman_or_skip(test).is_none() {
+    if podman_or_skip().is_none() {
         return;
     }
+    // A short tag: the service's socket path must fit in 108 bytes.
+    let test = "api-list";
     let svc = PodmanService::start(test).await.unwrap();
     svc.sleeper_image().unwrap();
-    let dir = TempDir::new(&format!("dwtest-podman-policy-{test}-{}", std::process::id()));
-    let policy = dir.replace(
-        "allowlist.toml",
+    let dir = testkit::temp_dir(&format!("podman-policy-{test}")).unwrap();
+    let policy = dir.path().join("allowlist.toml");
+    write_atomic(
+        &policy,
         "mode = \"audit\"\n[[allow]]\nname = \"ok-*\"\nimage = \"localhost/dwtest-podman-sleeper:*\"\n",
     );
     svc.run("ok-1", &["--label", "team=a"]).unwrap();
@@ -154,8 +156,8 @@ async fn every_podman_container_is_listed_with_state_and_verdict_and_changes_sho
     eprintln!("unhealth shown after {t:?}");
 
     // A new policy: the verdicts follow.
-    dir.replace(
-        "allowlist.toml",
+    write_atomic(
+        &policy,
         "mode = \"audit\"\n[[allow]]\nname = \"ok-renamed\"\nimage = \"localhost/dwtest-podman-sleeper:*\"\n",
     );
     eventually(Duration::from_secs(5), "verdicts after the reload", || async {

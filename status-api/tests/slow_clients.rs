@@ -10,14 +10,14 @@
 //! with the numbers if the hard limit is too low (raise it with `ulimit -Hn` as root).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Api, Opts};
+use support::{Api, KeepAlive, Opts, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -59,54 +59,24 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// A keep-alive client: one connection, one request at a time.
-struct KeepAlive {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl KeepAlive {
-    async fn connect(addr: SocketAddr) -> KeepAlive {
-        let s = TcpStream::connect(addr).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        KeepAlive { s, buf: Vec::new() }
-    }
-
-    /// GETs `path` and returns (status, time taken).
-    async fn get(&mut self, path: &str) -> (u16, Duration) {
-        let t0 = Instant::now();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-        self.s.write_all(req.as_bytes()).await.unwrap();
-        loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .expect("content-length");
-                if self.buf.len() >= end + 4 + len {
-                    self.buf.drain(..end + 4 + len);
-                    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-                    return (status, t0.elapsed());
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the keep-alive connection was closed");
-            self.buf.extend_from_slice(&chunk[..n]);
+/// Waits until the number of open file descriptors has not changed for 200 ms (the
+/// server is done starting up) and returns it.
+async fn steady_fds() -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut last, mut since) = (open_fds(), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = open_fds();
+        if n != last {
+            (last, since) = (n, Instant::now());
+        } else if since.elapsed() >= Duration::from_millis(200) || Instant::now() > deadline {
+            return n;
         }
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Opens a connection, sends half a request and returns how long until the server closed it.
+/// Opens a connection, sends half a request (raw bytes: no HTTP client stops mid-header)
+/// and returns how long until the server closed it.
 async fn half_request(addr: SocketAddr) -> Duration {
     let mut s = loop {
         match TcpStream::connect(addr).await {
@@ -162,8 +132,7 @@ async fn five_thousand_half_requests_are_closed_while_a_normal_client_is_served(
     )
     .await;
     let addr = api.addr;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let baseline = open_fds();
+    let baseline = steady_fds().await;
     let lines_before = log.text().lines().count();
 
     // The slow clients and the normal client are other programs on the network: each runs
@@ -199,10 +168,10 @@ async fn five_thousand_half_requests_are_closed_while_a_normal_client_is_served(
         rt.block_on(async move {
             let mut took = Vec::new();
             let mut normal = KeepAlive::connect(addr).await;
-            assert_eq!(normal.get("/healthz").await.0, 200);
+            assert_eq!(normal.get("/healthz").await.0.status, 200);
             while !slow.is_finished() {
-                let (status, t) = normal.get("/healthz").await;
-                assert_eq!(status, 200);
+                let (r, t) = normal.get("/healthz").await;
+                assert_eq!(r.status, 200);
                 took.push(t);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -242,13 +211,7 @@ async fn five_thousand_half_requests_are_closed_while_a_normal_client_is_served(
     );
 
     // The server counted them as failed connections, and logged no line for each.
-    let metrics = {
-        let mut m = KeepAlive::connect(addr).await;
-        m.s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut out = String::new();
-        m.s.read_to_string(&mut out).await.unwrap();
-        out
-    };
+    let metrics = api.get("/metrics").await.body;
     let errors: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("status_api_http_connection_errors_total "))
@@ -293,26 +256,37 @@ async fn over_the_cap_new_clients_wait_and_connected_ones_are_served() {
     .await;
     let addr = api.addr;
     let mut normal = KeepAlive::connect(addr).await;
-    assert_eq!(normal.get("/healthz").await.0, 200);
-    // Fill the cap with silent connections.
+    assert_eq!(normal.get("/healthz").await.0.status, 200);
+    // Fill the cap with silent connections (they send nothing at all).
     let mut idle = Vec::new();
     for _ in 0..CAP - 1 {
         idle.push(TcpStream::connect(addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Until the server has accepted them all: its open-connections gauge, read over the
+    // connected client, says CAP.
+    let full = format!("status_api_http_connections_open {CAP}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = normal.get("/metrics").await.0.body;
+        if m.lines().any(|l| l == full) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent connections were not all accepted:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let t0 = Instant::now();
     let waiting = tokio::spawn(async move {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        (out, t0.elapsed())
+        let r = request(addr, "GET", "/healthz", &[]).await;
+        (r, t0.elapsed())
     });
     // While the newcomer waits, the connected client is served as before.
     let mut worst = Duration::ZERO;
     while t0.elapsed() < TIMEOUT / 2 {
-        let (status, took) = normal.get("/healthz").await;
-        assert_eq!(status, 200);
+        let (r, took) = normal.get("/healthz").await;
+        assert_eq!(r.status, 200);
         worst = worst.max(took);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -325,11 +299,8 @@ async fn over_the_cap_new_clients_wait_and_connected_ones_are_served() {
         "the connected client waited {worst:?}"
     );
     // The silent ones time out, freeing room: the newcomer gets its answer.
-    let (out, waited) = tokio::time::timeout(TIMEOUT * 3, waiting).await.unwrap().unwrap();
-    assert!(
-        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
-        "{out}"
-    );
+    let (r, waited) = tokio::time::timeout(TIMEOUT * 3, waiting).await.unwrap().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
     eprintln!("over the cap: answered after {waited:?} (timeout {TIMEOUT:?})");
     assert!(waited >= TIMEOUT / 2, "answered after {waited:?}");
     drop(idle);

@@ -5,7 +5,18 @@
 //!
 //! Every test gets a [`Scope`]: a unique name prefix and label value. Containers it creates
 //! carry both; a controller under test governs only that label (`--scope`); dropping the
-//! scope removes every container with the prefix.
+//! scope removes every container with the prefix. [`Fixture`] bundles the usual setup.
+//!
+//! Where things are:
+//! - [`fixture`]: [`Fixture`], the engine + scope + directory + controller of one test;
+//! - [`process`]: programs under test as child processes ([`Controller`], [`Process`]),
+//!   free ports, memory of a process;
+//! - [`events`]: the engine's event history and a live [`events::EventLog`];
+//! - [`wait`]: waits on observable things (container state, any condition) instead of sleeps;
+//! - [`http`]: the one HTTP client (hyper) for tests and benches;
+//! - [`engines`]: a private `dockerd`, a fault-injecting proxy, a private registry;
+//! - [`podman`]: a rootful Podman service of a test's own;
+//! - [`time`]: engine timestamps, medians.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -19,7 +30,18 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 
+pub mod engines;
+pub mod events;
+pub mod fixture;
+pub mod http;
 pub mod podman;
+pub mod process;
+pub mod time;
+pub mod wait;
+
+pub use fixture::Fixture;
+pub use process::{Controller, Process, free_port, log_id};
+pub use wait::{eventually, state_of, wait_state};
 
 /// Prefix of every container, image and network the tests create.
 pub const PREFIX: &str = "dwtest";
@@ -41,9 +63,23 @@ pub fn dockwarden_image_tag() -> &'static str {
 /// Static builds go here, apart from the normal target dir: their RUSTFLAGS differ.
 const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The running test's name: libtest and nextest run each test on a thread named after it.
+pub fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("test");
+    let name = name.rsplit("::").next().unwrap_or(name);
+    if name == "main" {
+        "test".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 /// Connects to the engine, or decides what a missing engine means: with `REQUIRE_DOCKER=1`
-/// (CI) the test fails with the reason; elsewhere it prints a loud SKIP and returns `None`.
-pub async fn docker_or_skip(test: &str) -> Option<Docker> {
+/// (CI) the test fails with the reason; elsewhere it prints a loud SKIP (naming the running
+/// test) and returns `None`.
+pub async fn docker_or_skip() -> Option<Docker> {
+    let test = test_name();
     let why = match Docker::connect_with_defaults() {
         Ok(d) => match tokio::time::timeout(Duration::from_secs(5), d.ping()).await {
             Ok(Ok(_)) => match d.negotiate_version().await {
@@ -64,25 +100,35 @@ pub async fn docker_or_skip(test: &str) -> Option<Docker> {
     None
 }
 
-/// A test's private namespace on the shared engine. Dropping it removes its containers.
+/// A test's private namespace on an engine. Dropping it removes its containers.
 pub struct Scope {
     /// Unique id: `dwtest-<test>-<pid>-<nanos>`, used as name prefix and label value.
     pub id: String,
+    /// The engine (`unix://...`) when it is not `DOCKER_HOST`'s, for the cleanup.
+    pub host: Option<String>,
 }
 
 impl Scope {
     pub fn new(test: &str) -> Scope {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+            .map_or(0, |d| d.subsec_nanos());
         let test: String = test
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        Scope {
-            id: format!("{PREFIX}-{test}-{}-{nanos}", std::process::id()),
-        }
+        Scope::with_id(format!("{PREFIX}-{test}-{}-{nanos}", std::process::id()))
+    }
+
+    /// A scope with exactly this id (a bench run names its own).
+    pub fn with_id(id: String) -> Scope {
+        Scope { id, host: None }
+    }
+
+    /// The same scope on another engine than `DOCKER_HOST`'s.
+    pub fn on_host(mut self, host: Option<&str>) -> Scope {
+        self.host = host.map(String::from);
+        self
     }
 
     /// `--scope` argument for a controller that must govern only this test's containers.
@@ -135,7 +181,7 @@ impl Scope {
 
     /// Removes every container whose name starts with this scope's id.
     pub fn cleanup(&self) {
-        remove_containers_by_prefix(&self.id);
+        remove_containers_by_prefix(&self.id, self.host.as_deref());
     }
 }
 
@@ -143,6 +189,43 @@ impl Drop for Scope {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Creates and starts many sleepers in `scope` at once (at most `in_flight` engine calls
+/// at a time): `(name suffix, extra labels)` each. Returns `(name suffix, container ID)`;
+/// a failure to create is an error, a failure to start is not (under `action = "remove"`
+/// the controller may remove a denied container before its start).
+pub async fn start_many(
+    docker: &Docker,
+    scope: &Scope,
+    specs: Vec<(String, Vec<(String, String)>)>,
+    in_flight: usize,
+) -> Result<Vec<(String, String)>> {
+    use futures_util::StreamExt;
+    let results: Vec<Result<(String, String)>> = futures_util::stream::iter(specs)
+        .map(|(name, labels)| async move {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let id = scope
+                .run(docker, Spec::new(&name).labels(&labels).created_only())
+                .await?;
+            let _ = docker.start_container(&id, None::<StartContainerOptions>).await;
+            Ok((name, id))
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Connects to `host` (`unix://...`, `tcp://...`), else to `DOCKER_HOST`'s engine, and
+/// negotiates the API version.
+pub async fn connect(host: Option<&str>) -> Result<Docker> {
+    let docker = match host {
+        Some(h) => Docker::connect_with_host(h),
+        None => Docker::connect_with_defaults(),
+    }
+    .context("connecting to Docker")?;
+    docker.negotiate_version().await.context("Docker does not answer")
 }
 
 /// What [`Scope::run`] creates.
@@ -194,10 +277,19 @@ impl<'a> Spec<'a> {
     }
 }
 
-/// `docker rm -f` of every container whose name starts with `prefix`. Synchronous (the
-/// Docker CLI) so it also runs from `Drop` while a failed test unwinds.
-pub fn remove_containers_by_prefix(prefix: &str) {
-    let out = Command::new("docker")
+/// `docker rm -f` of every container whose name starts with `prefix`, on `host` (else
+/// `DOCKER_HOST`'s engine). Synchronous (the Docker CLI) so it also runs from `Drop` while
+/// a failed test unwinds; bounded, as a removal on a stalled engine hangs for good.
+pub fn remove_containers_by_prefix(prefix: &str, host: Option<&str>) {
+    let docker = |limit: &str| {
+        let mut c = Command::new("timeout");
+        c.args([limit, "docker"]);
+        if let Some(h) = host {
+            c.args(["-H", h]);
+        }
+        c
+    };
+    let out = docker("60")
         .args(["ps", "-aq", "--filter", &format!("name=^/?{prefix}")])
         .output();
     let Ok(out) = out else { return };
@@ -206,7 +298,24 @@ pub fn remove_containers_by_prefix(prefix: &str) {
         .map(String::from)
         .collect();
     if !ids.is_empty() {
-        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        let _ = docker("120").args(["rm", "-f"]).args(&ids).output();
+    }
+}
+
+/// A temporary directory named `dwtest-<name>-*`, removed when dropped.
+pub fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{PREFIX}-{name}-"))
+        .tempdir()
+        .context("creating a temporary directory")
+}
+
+/// Writes `text` to `path` the way editors do: a temp file renamed over the target.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    let done = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = done {
+        panic!("writing {}: {e}", path.display());
     }
 }
 
@@ -222,6 +331,17 @@ pub fn workspace_root() -> PathBuf {
 /// lock keeps parallel test processes from building at once). Static builds need
 /// `--target` so that RUSTFLAGS do not reach proc-macros.
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    static_build(package, "--bin", bin)
+}
+
+/// Path of a static release build of one of a package's examples, built like
+/// [`static_binary`].
+pub fn static_example(package: &str, example: &str) -> Result<PathBuf> {
+    static_build(package, "--example", example)
+}
+
+/// `cargo build --release --target <static> -p package <kind> name`; the built file's path.
+fn static_build(package: &str, kind: &str, name: &str) -> Result<PathBuf> {
     let root = workspace_root();
     let dir = root.join("target").join(STATIC_TARGET).join("release");
     let _lock = lock("static-build")?;
@@ -235,15 +355,19 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
             STATIC_TARGET,
             "-p",
             package,
-            "--bin",
-            bin,
+            kind,
+            name,
         ])
         .status()
         .context("running cargo build for a static binary")?;
     if !status.success() {
-        bail!("static build of {bin} failed");
+        bail!("static build of {name} failed");
     }
-    Ok(dir.join(bin))
+    Ok(if kind == "--example" {
+        dir.join("examples").join(name)
+    } else {
+        dir.join(name)
+    })
 }
 
 /// Builds `tag` `FROM scratch` with the given binaries at `/`, through the Docker CLI's
@@ -324,28 +448,4 @@ fn lock(name: &str) -> Result<std::fs::File> {
         .open(dir.join(format!(".{PREFIX}-{name}.lock")))?;
     f.lock().context("locking")?;
     Ok(f)
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or fails after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The state (`running`, `exited`, ...) of a container, or `None` if it does not exist.
-pub async fn state_of(docker: &Docker, id: &str) -> Option<String> {
-    let c = docker.inspect_container(id, None).await.ok()?;
-    c.state.and_then(|s| s.status).map(|s| s.to_string())
 }

@@ -27,7 +27,8 @@ pub const PODMAN_SLEEPER_IMAGE: &str = "localhost/dwtest-podman-sleeper:latest";
 /// Whether Podman tests can run: `Some(())` when the `podman` CLI answers. Without it they
 /// fail under `REQUIRE_PODMAN=1` or `REQUIRE_DOCKER=1` (CI installs podman) and print a
 /// loud SKIP elsewhere.
-pub fn podman_or_skip(test: &str) -> Option<()> {
+pub fn podman_or_skip() -> Option<()> {
+    let test = crate::test_name();
     let why = match Command::new("podman").arg("--version").output() {
         Ok(o) if o.status.success() => return Some(()),
         Ok(o) => format!(

@@ -19,67 +19,101 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions,
-};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
+use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::events::EventLog;
+use testkit::http::get_port;
+use testkit::process::{Process, free_port, mem_kib};
+use testkit::time::{median_worst, now_nano};
+use testkit::wait::{eventually, scope_states, wait_none_running};
+use testkit::{PREFIX, SCOPE_LABEL, SLEEPER_IMAGE, Scope};
 
-const SCOPE_LABEL: &str = "dwtest.scope";
 /// Carried by the denied containers only: the floor killer has no policy, so it is scoped
 /// to this label and never sees the allowed ones.
 const DENY_LABEL: &str = "dwtest.deny";
-const SLEEPER_IMAGE: &str = "dwtest-sleeper:latest";
+
+/// Longest a killer or the status API may take to say it is ready.
+const READY_LIMIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
 // command line
 
-struct Opts {
-    values: HashMap<String, String>,
+/// Benchmarks of dockwarden against the floor killer (`bash bench/run.sh`).
+#[derive(Parser)]
+#[command(name = "dw-bench")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// The engine to benchmark, instead of `DOCKER_HOST`'s (e.g. a Podman service).
+    #[arg(long, global = true, value_name = "URL")]
+    docker_host: Option<String>,
+    /// Names this run's containers `dwtest-bench-<ID>-...` [default: this process's PID].
+    #[arg(long, global = true, value_name = "ID")]
+    run_id: Option<String>,
+    /// Where policies, logs, latencies and `pids` go [default: $TMPDIR/dwtest-bench-<run-id>].
+    #[arg(long, global = true, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Create and start calls in flight during a burst.
+    #[arg(long, global = true, default_value_t = 32)]
+    concurrency: usize,
 }
 
-impl Opts {
-    fn parse(args: &[String]) -> Result<Opts> {
-        let mut values = HashMap::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let key = a
-                .strip_prefix("--")
-                .with_context(|| format!("unexpected argument {a:?}"))?;
-            let v = it.next().with_context(|| format!("{a} needs a value"))?;
-            values.insert(key.to_string(), v.clone());
-        }
-        Ok(Opts { values })
-    }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.values.get(k).map(String::as_str)
-    }
-    fn path(&self, k: &str) -> Result<PathBuf> {
-        self.get(k)
-            .map(PathBuf::from)
-            .with_context(|| format!("--{k} is required"))
-    }
-    fn num(&self, k: &str, default: usize) -> Result<usize> {
-        match self.get(k) {
-            Some(v) => v.parse().with_context(|| format!("--{k} {v:?} is not a number")),
-            None => Ok(default),
-        }
-    }
+#[derive(Subcommand)]
+enum Cmd {
+    /// Time to kill: the controller beside the floor killer, kill and remove.
+    Ttk {
+        /// The state-controller binary.
+        #[arg(long, value_name = "BIN")]
+        controller: PathBuf,
+        /// The dw-floor-killer binary.
+        #[arg(long, value_name = "BIN")]
+        floor: PathBuf,
+        /// Burst sizes (denied containers; +N/4 allowed).
+        #[arg(long, value_delimiter = ',', default_value = "1,50,200", value_parser = number)]
+        sizes: Vec<usize>,
+        /// Repetitions of every figure.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// RSS and CPU of the controller and the status API: idle, in a burst, after it.
+    Footprint {
+        /// The state-controller binary.
+        #[arg(long, value_name = "BIN")]
+        controller: PathBuf,
+        /// The status-api binary.
+        #[arg(long, value_name = "BIN")]
+        api: PathBuf,
+        /// Denied containers in the burst (+N/4 allowed).
+        #[arg(long, default_value_t = 200)]
+        n: usize,
+        /// Repetitions of every figure.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Seconds of the idle measurement.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+    },
+}
+
+fn number(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "not a number (a comma-separated list of numbers)".to_string())
 }
 
 /// What the driver shares with every burst.
 struct Env {
     docker: Docker,
-    /// `--docker-host`, passed on to every process started and to the Docker CLI.
+    /// `--docker-host`, passed on to every process started and to the cleanup.
     docker_host: Option<String>,
     run_id: String,
     workdir: PathBuf,
@@ -87,85 +121,37 @@ struct Env {
     clk_tck: f64,
 }
 
-// ---------------------------------------------------------------------------------------
-// processes under measurement
+impl Env {
+    /// The scope `dwtest-bench-<run-id>-<tail>` (its containers are removed when it is
+    /// dropped, even when a burst fails half-way) and its directory.
+    fn scope(&self, tail: &str) -> Result<(Scope, PathBuf)> {
+        let scope = Scope::with_id(format!("{PREFIX}-bench-{}-{tail}", self.run_id))
+            .on_host(self.docker_host.as_deref());
+        let dir = self.workdir.join(&scope.id);
+        std::fs::create_dir_all(&dir)?;
+        Ok((scope, dir))
+    }
 
-/// A process we started; killed (by its PID) when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(env: &Env, cmd: &mut Command, log: PathBuf) -> Result<Proc> {
-        let out = std::fs::File::create(&log)?;
-        let child = cmd
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
+    /// Starts `cmd` (with `--docker-host` when given), its output in `log`; its PID goes to
+    /// `<workdir>/pids` for the calling script.
+    fn spawn(&self, what: &str, mut cmd: Command, log: PathBuf) -> Result<Process> {
+        if let Some(h) = &self.docker_host {
+            cmd.args(["--docker-host", h]);
+        }
+        let p = Process::spawn(what, cmd, &log)?;
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(env.workdir.join("pids"))
+            .open(self.workdir.join("pids"))
         {
-            let _ = writeln!(f, "{}", child.id());
+            let _ = writeln!(f, "{}", p.pid());
         }
-        Ok(Proc { child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_log(&mut self, needle: &str, within: Duration) -> Result<()> {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.log_text().contains(needle) {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                bail!(
-                    "{} exited ({status}) before logging {needle:?}:\n{}",
-                    self.log.display(),
-                    self.log_text()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("no {needle:?} within {within:?}:\n{}", self.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        Ok(p)
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `VmRSS` and `VmHWM` (KiB) from /proc/PID/status.
-fn mem_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+// ---------------------------------------------------------------------------------------
+// processes under measurement
 
 /// utime + stime (clock ticks) from /proc/PID/stat.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -204,31 +190,6 @@ impl RssSampler {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Minimal HTTP/1.0 GET on loopback: (status, body).
-async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 // ---------------------------------------------------------------------------------------
 // killers
 
@@ -257,71 +218,89 @@ impl Killer {
             Killer::ControllerRemove => "cr",
         }
     }
-    fn remove(self) -> bool {
-        matches!(self, Killer::FloorRemove | Killer::ControllerRemove)
+    fn action(self) -> &'static str {
+        match self {
+            Killer::FloorRemove | Killer::ControllerRemove => "remove",
+            Killer::FloorKill | Killer::ControllerKill => "kill",
+        }
     }
 }
 
-fn write_policy(dir: &Path, scope: &str, action: &str) -> Result<PathBuf> {
-    let path = dir.join("allowlist.toml");
+async fn start_controller(env: &Env, bin: &Path, dir: &Path, scope: &Scope, action: &str) -> Result<Process> {
+    let policy = dir.join("allowlist.toml");
     std::fs::write(
-        &path,
-        format!("mode = \"enforce\"\naction = \"{action}\"\n\n[[allow]]\nname = \"{scope}-ok-*\"\n"),
+        &policy,
+        format!(
+            "mode = \"enforce\"\naction = \"{action}\"\n\n[[allow]]\nname = \"{}\"\n",
+            scope.name("ok-*")
+        ),
     )?;
-    Ok(path)
-}
-
-async fn start_controller(env: &Env, bin: &Path, dir: &Path, scope: &str, action: &str) -> Result<Proc> {
-    let policy = write_policy(dir, scope, action)?;
-    let port = free_port()?;
     let mut cmd = Command::new(bin);
     cmd.arg("--allowlist")
         .arg(&policy)
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-        .args(["--scope", &format!("{SCOPE_LABEL}={scope}")])
-        .args(env.host_args("--docker-host"))
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--scope", &scope.selector()])
         .env("RUST_LOG", "info");
     // The log goes to a sibling directory: a log inside the watched policy directory would
     // wake the reloader at every line.
-    let mut p = Proc::spawn(env, &mut cmd, dir.with_extension("controller.log"))?;
-    p.wait_log("state list synced", Duration::from_secs(30)).await?;
+    let p = env.spawn("state-controller", cmd, dir.with_extension("controller.log"))?;
+    p.wait_log(&["state list synced"], READY_LIMIT).await?;
     Ok(p)
 }
 
-async fn start_floor(env: &Env, bin: &Path, dir: &Path, scope: &str, action: &str) -> Result<Proc> {
+async fn start_floor(env: &Env, bin: &Path, dir: &Path, scope: &Scope, action: &str) -> Result<Process> {
     let mut cmd = Command::new(bin);
-    cmd.args(["--scope", &format!("{DENY_LABEL}={scope}"), "--action", action])
-        .args(env.host_args("--docker-host"));
-    let mut p = Proc::spawn(env, &mut cmd, dir.with_extension("floor.log"))?;
-    p.wait_log("dw-floor-killer ready", Duration::from_secs(30))
-        .await?;
+    cmd.args([
+        "--scope",
+        &format!("{DENY_LABEL}={}", scope.id),
+        "--action",
+        action,
+    ]);
+    let p = env.spawn("dw-floor-killer", cmd, dir.with_extension("floor.log"))?;
+    p.wait_log(&["dw-floor-killer ready"], READY_LIMIT).await?;
     Ok(p)
 }
 
-async fn start_api(env: &Env, bin: &Path, dir: &Path, scope: &str) -> Result<(Proc, u16)> {
-    let port = free_port()?;
+async fn start_api(env: &Env, bin: &Path, dir: &Path, scope: &Scope) -> Result<(Process, u16)> {
+    let port = free_port();
     let mut cmd = Command::new(bin);
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--allowlist")
         .arg(dir.join("allowlist.toml"))
-        .args(["--scope", &format!("{SCOPE_LABEL}={scope}")])
-        .args(env.host_args("--docker-host"))
+        .args(["--scope", &scope.selector()])
         .env("RUST_LOG", "info");
-    let mut p = Proc::spawn(env, &mut cmd, dir.with_extension("api.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok((200, _)) = http_get(port, "/readyz").await {
-            return Ok((p, port));
-        }
-        if !p.alive() || Instant::now() > deadline {
-            bail!("status-api did not become ready:\n{}", p.log_text());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let p = env.spawn("status-api", cmd, dir.with_extension("api.log"))?;
+    eventually(READY_LIMIT, "status-api to answer /readyz", || async {
+        get_port(port, "/readyz")
+            .await
+            .is_ok_and(|r| r.status == 200)
+            .then_some(())
+    })
+    .await
+    .with_context(|| format!("status-api did not become ready:\n{}", p.log_text()))?;
+    Ok((p, port))
 }
 
 // ---------------------------------------------------------------------------------------
 // bursts
+
+/// A container's engine times (ns): its first `start`, and when it first went down (`die`,
+/// else `destroy`; Podman says `remove`).
+#[derive(Default, Clone, Copy)]
+struct Times {
+    start: Option<i64>,
+    down: Option<i64>,
+}
+
+impl Times {
+    fn of(log: &EventLog, id: &str) -> Times {
+        let down = ["die", "destroy", "remove"].iter().find_map(|a| log.first(id, a));
+        Times {
+            start: log.first(id, "start"),
+            down,
+        }
+    }
+}
 
 struct Planned {
     name: String,
@@ -329,6 +308,7 @@ struct Planned {
     id: Option<String>,
     /// The engine did not answer the create or start call within [`ENGINE_CALL_LIMIT`].
     stalled: bool,
+    times: Times,
 }
 
 /// Longest a single create or start may take before the engine counts as stalled. Docker
@@ -339,7 +319,7 @@ const ENGINE_CALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Creates and starts `denied` + `allowed` sleepers in `scope`, at most `env.concurrency`
 /// calls in flight, allowed ones spread evenly among the denied.
-async fn burst(env: &Env, scope: &str, denied: usize, allowed: usize) -> Vec<Planned> {
+async fn burst(env: &Env, scope: &Scope, denied: usize, allowed: usize) -> Vec<Planned> {
     let total = denied + allowed;
     let mut plan: Vec<(String, bool)> = Vec::with_capacity(total);
     let (mut d, mut a) = (0, 0);
@@ -347,17 +327,17 @@ async fn burst(env: &Env, scope: &str, denied: usize, allowed: usize) -> Vec<Pla
         // Bresenham-style interleave: allowed ones spread over the whole burst.
         let want_allowed = allowed > 0 && (i + 1) * allowed / total > a;
         if want_allowed && a < allowed || d >= denied {
-            plan.push((format!("{scope}-ok-{a}"), false));
+            plan.push((scope.name(&format!("ok-{a}")), false));
             a += 1;
         } else {
-            plan.push((format!("{scope}-bad-{d}"), true));
+            plan.push((scope.name(&format!("bad-{d}")), true));
             d += 1;
         }
     }
     futures_util::stream::iter(plan)
         .map(|(name, denied)| {
             let docker = env.docker.clone();
-            let scope = scope.to_string();
+            let scope = scope.id.clone();
             async move {
                 let mut labels = HashMap::from([(SCOPE_LABEL.to_string(), scope.clone())]);
                 if denied {
@@ -399,6 +379,7 @@ async fn burst(env: &Env, scope: &str, denied: usize, allowed: usize) -> Vec<Pla
                     denied,
                     id,
                     stalled,
+                    times: Times::default(),
                 }
             }
         })
@@ -422,170 +403,18 @@ fn stalled(planned: &[Planned]) -> Result<()> {
     Ok(())
 }
 
-/// State of every container in the scope: id -> running?
-async fn scope_states(docker: &Docker, scope: &str) -> Result<HashMap<String, bool>> {
-    let label = format!("{SCOPE_LABEL}={scope}");
-    let filters = HashMap::from([("label", vec![label.as_str()])]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = docker.list_containers(Some(opts)).await?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let running = matches!(
-                c.state,
-                Some(
-                    ContainerSummaryStateEnum::RUNNING
-                        | ContainerSummaryStateEnum::RESTARTING
-                        | ContainerSummaryStateEnum::PAUSED
-                )
-            );
-            Some((c.id?, running))
-        })
-        .collect())
+/// IDs of the denied containers that were created.
+fn denied_ids(planned: &[Planned]) -> Vec<String> {
+    planned
+        .iter()
+        .filter(|p| p.denied)
+        .filter_map(|p| p.id.clone())
+        .collect()
 }
 
-/// Engine timestamps (ns) per container: first start, die, destroy.
-#[derive(Default, Clone, Copy)]
-struct Times {
-    start: Option<i64>,
-    die: Option<i64>,
-    destroy: Option<i64>,
-}
-
-fn now_nano() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn fmt_ts(n: i64) -> String {
-    format!(
-        "{}.{:09}",
-        n.div_euclid(1_000_000_000),
-        n.rem_euclid(1_000_000_000)
-    )
-}
-
-/// Records the engine's container events for one scope, live. The engine replays only its
-/// last 256 events for `since`, far fewer than a burst of 200 containers makes, so the
-/// timeline is read as it happens rather than asked for afterwards.
-struct Recorder {
-    times: Arc<std::sync::Mutex<HashMap<String, Times>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Recorder {
-    fn start(docker: &Docker, scope: &str, since: i64) -> Recorder {
-        let times: Arc<std::sync::Mutex<HashMap<String, Times>>> = Arc::default();
-        let (docker, label, t) = (docker.clone(), format!("{SCOPE_LABEL}={scope}"), times.clone());
-        let task = tokio::spawn(async move {
-            let filters = HashMap::from([("type", vec!["container"]), ("label", vec![label.as_str()])]);
-            // Podman closes every event stream when it rotates its events file (1 MB by
-            // default, a few thousand events): follow on from the last event seen.
-            let mut since = since;
-            loop {
-                let opts = EventsOptionsBuilder::default()
-                    .since(&fmt_ts(since))
-                    .filters(&filters)
-                    .build();
-                let mut events = docker.events(Some(opts));
-                while let Some(Ok(e)) = events.next().await {
-                    let (Some(id), Some(ts)) = (e.actor.and_then(|a| a.id), e.time_nano) else {
-                        continue;
-                    };
-                    since = since.max(ts);
-                    let mut map = t.lock().unwrap_or_else(|p| p.into_inner());
-                    let times = map.entry(id).or_default();
-                    let slot = match e.action.as_deref() {
-                        Some("start") => &mut times.start,
-                        Some("die") => &mut times.die,
-                        // Podman says `remove`.
-                        Some("destroy" | "remove") => &mut times.destroy,
-                        _ => continue,
-                    };
-                    slot.get_or_insert(ts);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Recorder { times, task }
-    }
-
-    fn finish(self) -> HashMap<String, Times> {
-        self.task.abort();
-        std::mem::take(&mut *self.times.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// Force-removes every container in the scope.
-async fn remove_scope(env: &Env, scope: &str) {
-    let Ok(states) = scope_states(&env.docker, scope).await else {
-        return;
-    };
-    futures_util::stream::iter(states.into_keys())
-        .map(|id| {
-            let docker = env.docker.clone();
-            async move {
-                let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-                let _ =
-                    tokio::time::timeout(ENGINE_CALL_LIMIT, docker.remove_container(&id, Some(opts))).await;
-            }
-        })
-        .buffer_unordered(env.concurrency.min(16))
-        .collect::<Vec<_>>()
-        .await;
-}
-
-impl Env {
-    /// `[flag, URL]` when `--docker-host` was given, else nothing.
-    fn host_args(&self, flag: &str) -> Vec<String> {
-        match &self.docker_host {
-            Some(h) => vec![flag.to_string(), h.clone()],
-            None => Vec::new(),
-        }
-    }
-
-    fn scope_guard(&self, name_prefix: &str) -> ScopeGuard {
-        ScopeGuard {
-            name_prefix: name_prefix.to_string(),
-            host: self.host_args("-H"),
-        }
-    }
-}
-
-/// Removes the scope's containers when dropped, even when a burst fails half-way.
-struct ScopeGuard {
-    name_prefix: String,
-    /// `-H URL` for the Docker CLI, when the engine is not `DOCKER_HOST`'s.
-    host: Vec<String>,
-}
-
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        // Bounded: on a stalled engine a removal hangs for good.
-        let out = Command::new("timeout")
-            .args(["60", "docker"])
-            .args(&self.host)
-            .args(["ps", "-aq", "--filter", &format!("name=^/{}", self.name_prefix)])
-            .output();
-        if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("timeout")
-                    .args(["120", "docker"])
-                    .args(&self.host)
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
-    }
+/// Waits until no denied container runs; gives up after 90 s (those are survivors).
+async fn wait_denied_down(env: &Env, scope: &Scope, planned: &[Planned]) -> Vec<String> {
+    wait_none_running(&env.docker, scope, &denied_ids(planned), Duration::from_secs(90)).await
 }
 
 /// What one burst showed.
@@ -608,11 +437,8 @@ struct Outcome {
 
 /// Runs one burst under one killer and cleans up after it.
 async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: usize) -> Result<Outcome> {
-    let scope = format!("dwtest-bench-{}-{}-{n}-r{rep}", env.run_id, killer.short());
-    let _guard = env.scope_guard(&scope);
-    let dir = env.workdir.join(&scope);
-    std::fs::create_dir_all(&dir)?;
-    let action = if killer.remove() { "remove" } else { "kill" };
+    let (scope, dir) = env.scope(&format!("{}-{n}-r{rep}", killer.short()))?;
+    let action = killer.action();
     let mut proc = match killer {
         Killer::FloorKill | Killer::FloorRemove => start_floor(env, o.floor, &dir, &scope, action).await?,
         Killer::ControllerKill | Killer::ControllerRemove => {
@@ -625,38 +451,28 @@ async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: 
     let allowed = (n / 4).max(1);
     let sampler = RssSampler::start(pid);
     let cpu0 = cpu_ticks(pid);
-    let t0 = now_nano();
-    let recorder = Recorder::start(&env.docker, &scope, t0 - 1_000_000);
+    let log = EventLog::start_since(&env.docker, &scope.selector(), now_nano() - 1_000_000);
     let clock = Instant::now();
-    let planned = burst(env, &scope, n, allowed).await;
+    let mut planned = burst(env, &scope, n, allowed).await;
     stalled(&planned)?;
-
-    // Wait until no denied container runs (or give up after 90 s: those are survivors).
-    let denied_ids: Vec<&String> = planned
-        .iter()
-        .filter(|p| p.denied)
-        .filter_map(|p| p.id.as_ref())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        let states = scope_states(&env.docker, &scope).await.unwrap_or_default();
-        if denied_ids
-            .iter()
-            .all(|id| !states.get(*id).copied().unwrap_or(false))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_denied_down(env, &scope, &planned).await;
     let wall = clock.elapsed().as_secs_f64();
     let burst_cpu_s = cpu_ticks(pid).saturating_sub(cpu0) as f64 / env.clk_tck;
     let peak_rss_kib = sampler.stop();
     let hwm_kib = mem_kib(pid).1;
     // Allowed ones get a moment to be (wrongly) killed before they are checked.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let states_after = scope_states(&env.docker, &scope).await.unwrap_or_default();
-    let times = recorder.finish();
-    if !proc.alive() {
+    let states_after = scope_states(&env.docker, &scope).await;
+    let running = |id: &str| {
+        states_after
+            .get(id)
+            .is_some_and(|(_, s)| matches!(s.as_str(), "running" | "restarting" | "paused"))
+    };
+    for p in &mut planned {
+        p.times = p.id.as_deref().map(|id| Times::of(&log, id)).unwrap_or_default();
+    }
+    drop(log);
+    if !proc.still_running() {
         bail!("the killer exited during the burst:\n{}", proc.log_text());
     }
     drop(proc);
@@ -665,42 +481,38 @@ async fn run_burst(env: &Env, o: &BurstOpts<'_>, killer: Killer, n: usize, rep: 
     let (mut never_ran, mut survivors, mut false_kills) = (0, 0, 0);
     for p in &planned {
         let Some(id) = &p.id else { continue };
-        let t = times.get(id).copied().unwrap_or_default();
+        let t = p.times;
         if p.denied {
-            if states_after.get(id).copied().unwrap_or(false) {
+            if running(id) {
                 survivors += 1;
                 eprintln!("  SURVIVOR {}", p.name);
             }
-            match (t.start, t.die.or(t.destroy)) {
+            match (t.start, t.down) {
                 (None, _) => never_ran += 1,
                 (Some(s), Some(d)) => latencies.push((d - s) as f64 / 1e6),
                 (Some(_), None) => {}
             }
-        } else {
-            let running = states_after.get(id).copied().unwrap_or(false);
-            if !running || t.die.is_some() || t.destroy.is_some() {
-                false_kills += 1;
-                eprintln!("  FALSE KILL {}", p.name);
-            }
+        } else if !running(id) || t.down.is_some() {
+            false_kills += 1;
+            eprintln!("  FALSE KILL {}", p.name);
         }
     }
     let create_errors = planned.iter().filter(|p| p.id.is_none()).count();
     // Per container, for a closer look beside the killer's log: name, start->die ms.
     let tsv: String = planned
         .iter()
-        .filter(|p| p.denied)
-        .filter_map(|p| {
-            let t = times.get(p.id.as_ref()?).copied().unwrap_or_default();
-            let ms = match (t.start, t.die.or(t.destroy)) {
+        .filter(|p| p.denied && p.id.is_some())
+        .map(|p| {
+            let ms = match (p.times.start, p.times.down) {
                 (Some(s), Some(d)) => format!("{:.1}", (d - s) as f64 / 1e6),
                 (None, _) => "never-ran".into(),
                 _ => "-".into(),
             };
-            Some(format!("{}\t{ms}\n", p.name))
+            format!("{}\t{ms}\n", p.name)
         })
         .collect();
     let _ = std::fs::write(dir.with_extension("latencies.tsv"), tsv);
-    remove_scope(env, &scope).await;
+    drop(scope);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Outcome {
         latencies,
@@ -725,22 +537,13 @@ struct BurstOpts<'a> {
 // ---------------------------------------------------------------------------------------
 // statistics and tables
 
-fn median(v: &[f64]) -> f64 {
+/// Median and worst; NaN (printed `-`) when there is nothing to summarise.
+fn med_worst(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
+        (f64::NAN, f64::NAN)
     } else {
-        (s[m - 1] + s[m]) / 2.0
+        median_worst(v.to_vec())
     }
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {
@@ -770,33 +573,17 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
-    let controller = opts.path("controller")?;
-    let floor = opts.path("floor")?;
-    let reps = opts.num("reps", 3)?;
-    let sizes: Vec<usize> = opts
-        .get("sizes")
-        .unwrap_or("1,50,200")
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .context("--sizes: a comma-separated list of numbers")
-        })
-        .collect::<Result<_>>()?;
+async fn ttk(env: &Env, controller: &Path, floor: &Path, sizes: &[usize], reps: usize) -> Result<bool> {
     let killers = [
         Killer::FloorKill,
         Killer::ControllerKill,
         Killer::FloorRemove,
         Killer::ControllerRemove,
     ];
-    let bo = BurstOpts {
-        controller: &controller,
-        floor: &floor,
-    };
+    let bo = BurstOpts { controller, floor };
     let mut results: HashMap<(usize, Killer), Vec<Outcome>> = HashMap::new();
     for rep in 0..reps {
-        for &n in &sizes {
+        for &n in sizes {
             // Alternate the order every repetition: drift in the engine's state (its
             // growing event log, other users) hits floor and controller alike.
             let mut order = killers.to_vec();
@@ -806,12 +593,13 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
             for k in order {
                 let t = Instant::now();
                 let out = run_burst(env, &bo, k, n, rep).await?;
+                let (median, worst) = med_worst(&out.latencies);
                 eprintln!(
                     "  rep {}/{reps} N={n:<3} {:<26} median {:>7} ms  worst {:>7} ms  never running {}/{}  survivors {}  false kills {}  ({:.0} s)",
                     rep + 1,
                     k.label(),
-                    ms(median(&out.latencies)),
-                    ms(max(&out.latencies)),
+                    ms(median),
+                    ms(worst),
                     out.never_ran,
                     out.denied,
                     out.survivors,
@@ -853,14 +641,17 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
     println!(
         "|----:|:---------------------------|----------:|---------:|----------:|:------------------------|--------------:|----------:|------------:|"
     );
+    let pool =
+        |v: &Vec<Outcome>| -> Vec<f64> { v.iter().flat_map(|o| o.latencies.iter().copied()).collect() };
     let mut clean = true;
-    for &n in &sizes {
+    for &n in sizes {
         for k in killers {
             let Some(outs) = results.get(&(n, k)) else {
                 continue;
             };
-            let all: Vec<f64> = outs.iter().flat_map(|o| o.latencies.iter().copied()).collect();
-            let rep_medians: Vec<String> = outs.iter().map(|o| ms(median(&o.latencies))).collect();
+            let all = pool(outs);
+            let (median, worst) = med_worst(&all);
+            let rep_medians: Vec<String> = outs.iter().map(|o| ms(med_worst(&o.latencies).0)).collect();
             let denied: usize = outs.iter().map(|o| o.denied).sum();
             let never: usize = outs.iter().map(|o| o.never_ran).sum();
             let surv: usize = outs.iter().map(|o| o.survivors).sum();
@@ -871,9 +662,9 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
                 "| {:>3} | {:<26} | {:>9} | {:>8} | {:>9} | {:<23} | {:>13} | {:>9} | {:>11} |",
                 n,
                 k.label(),
-                ms(median(&all)),
+                ms(median),
                 ms(percentile(&all, 90.0)),
-                ms(max(&all)),
+                ms(worst),
                 rep_medians.join(" / "),
                 format!(
                     "{never}/{denied} ({:.0}%)",
@@ -899,7 +690,7 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
     println!(
         "|----:|:-----------------------------------|-------------:|------------:|-------------------------:|"
     );
-    for &n in &sizes {
+    for &n in sizes {
         for (c, f, name) in [
             (
                 Killer::ControllerKill,
@@ -920,10 +711,7 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
             let (Some(co), Some(fo)) = (results.get(&(n, c)), results.get(&(n, f))) else {
                 continue;
             };
-            let pool = |v: &Vec<Outcome>| -> Vec<f64> {
-                v.iter().flat_map(|o| o.latencies.iter().copied()).collect()
-            };
-            let (cl, fl) = (pool(co), pool(fo));
+            let ((cm, cw), (fm, fw)) = (med_worst(&pool(co)), med_worst(&pool(fo)));
             let never = |v: &Vec<Outcome>| {
                 let d: usize = v.iter().map(|o| o.denied).sum();
                 100.0 * v.iter().map(|o| o.never_ran).sum::<usize>() as f64 / d.max(1) as f64
@@ -932,8 +720,8 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
                 "| {:>3} | {:<34} | {:>12} | {:>11} | {:>11.0}% / {:>3.0}% |",
                 n,
                 name,
-                ratio(median(&cl), median(&fl)),
-                ratio(max(&cl), max(&fl)),
+                ratio(cm, fm),
+                ratio(cw, fw),
                 never(co),
                 never(fo)
             );
@@ -951,27 +739,22 @@ async fn ttk(env: &Env, opts: &Opts) -> Result<bool> {
     println!(
         "|----:|:---------------------------|--------------:|---------------:|--------------:|----------------:|-------------:|"
     );
-    for &n in &sizes {
+    for &n in sizes {
         for k in killers {
             let Some(outs) = results.get(&(n, k)) else {
                 continue;
             };
-            let f = |g: &dyn Fn(&Outcome) -> f64| -> (f64, f64) {
-                let v: Vec<f64> = outs.iter().map(g).collect();
-                (median(&v), max(&v))
-            };
-            let idle = f(&|o| o.idle_rss_kib as f64);
-            let peak = f(&|o| o.peak_rss_kib as f64);
-            let hwm = f(&|o| o.hwm_kib as f64);
+            let f = |g: &dyn Fn(&Outcome) -> f64| med_worst(&outs.iter().map(g).collect::<Vec<_>>());
+            let kib = |p: (f64, f64)| format!("{} / {}", mib(p.0 as u64), mib(p.1 as u64));
             let cpu = f(&|o| o.burst_cpu_s);
             let wall = f(&|o| o.wall);
             println!(
                 "| {:>3} | {:<26} | {:>13} | {:>14} | {:>13} | {:>15} | {:>12} |",
                 n,
                 k.label(),
-                format!("{} / {}", mib(idle.0 as u64), mib(idle.1 as u64)),
-                format!("{} / {}", mib(peak.0 as u64), mib(peak.1 as u64)),
-                format!("{} / {}", mib(hwm.0 as u64), mib(hwm.1 as u64)),
+                kib(f(&|o| o.idle_rss_kib as f64)),
+                kib(f(&|o| o.peak_rss_kib as f64)),
+                kib(f(&|o| o.hwm_kib as f64)),
                 format!("{:.2} / {:.2}", cpu.0, cpu.1),
                 format!("{:.1} / {:.1}", wall.0, wall.1),
             );
@@ -992,36 +775,37 @@ struct Foot {
     hwm: u64,
 }
 
-async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
-    let controller = opts.path("controller")?;
-    let api = opts.path("api")?;
-    let n = opts.num("n", 200)?;
-    let reps = opts.num("reps", 3)?;
-    let idle_secs = opts.num("idle-secs", 5)?;
+async fn footprint(
+    env: &Env,
+    controller: &Path,
+    api: &Path,
+    n: usize,
+    reps: usize,
+    idle_secs: u64,
+) -> Result<bool> {
     let mut rows: Vec<(Foot, Foot, usize)> = Vec::new();
     let mut clean = true;
     for rep in 0..reps {
-        let scope = format!("dwtest-bench-{}-fp-{n}-r{rep}", env.run_id);
-        let _guard = env.scope_guard(&scope);
-        let dir = env.workdir.join(&scope);
-        std::fs::create_dir_all(&dir)?;
-        let mut ctl = start_controller(env, &controller, &dir, &scope, "kill").await?;
-        let (mut apip, port) = start_api(env, &api, &dir, &scope).await?;
+        let (scope, dir) = env.scope(&format!("fp-{n}-r{rep}"))?;
+        let mut ctl = start_controller(env, controller, &dir, &scope, "kill").await?;
+        let (mut apip, port) = start_api(env, api, &dir, &scope).await?;
         let (cp, ap) = (ctl.pid(), apip.pid());
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Idle: no container in scope (the API still runs its background sampler).
         let (c0, a0) = (cpu_ticks(cp), cpu_ticks(ap));
         let t = Instant::now();
-        tokio::time::sleep(Duration::from_secs(idle_secs as u64)).await;
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
         let idle_wall = t.elapsed().as_secs_f64();
+        let cpu_pct =
+            |pid: u32, t0: u64, wall: f64| 100.0 * (cpu_ticks(pid) - t0) as f64 / env.clk_tck / wall;
         let mut cf = Foot {
             idle_rss: mem_kib(cp).0,
-            idle_cpu_pct: 100.0 * (cpu_ticks(cp) - c0) as f64 / env.clk_tck / idle_wall,
+            idle_cpu_pct: cpu_pct(cp, c0, idle_wall),
             ..Default::default()
         };
         let mut af = Foot {
             idle_rss: mem_kib(ap).0,
-            idle_cpu_pct: 100.0 * (cpu_ticks(ap) - a0) as f64 / env.clk_tck / idle_wall,
+            idle_cpu_pct: cpu_pct(ap, a0, idle_wall),
             ..Default::default()
         };
         // Burst: n denied + n/4 allowed, until every denied one is down.
@@ -1030,31 +814,17 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
         let t = Instant::now();
         let planned = burst(env, &scope, n, (n / 4).max(1)).await;
         stalled(&planned)?;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let states = scope_states(&env.docker, &scope).await.unwrap_or_default();
-            let running_denied = planned
-                .iter()
-                .filter(|p| p.denied)
-                .filter_map(|p| p.id.as_ref())
-                .filter(|id| states.get(*id).copied().unwrap_or(false))
-                .count();
-            if running_denied == 0 || Instant::now() > deadline {
-                if running_denied > 0 {
-                    clean = false;
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if !wait_denied_down(env, &scope, &planned).await.is_empty() {
+            clean = false;
         }
         let wall = t.elapsed().as_secs_f64();
-        cf.burst_cpu_pct = 100.0 * (cpu_ticks(cp) - c0) as f64 / env.clk_tck / wall;
-        af.burst_cpu_pct = 100.0 * (cpu_ticks(ap) - a0) as f64 / env.clk_tck / wall;
+        cf.burst_cpu_pct = cpu_pct(cp, c0, wall);
+        af.burst_cpu_pct = cpu_pct(ap, a0, wall);
         // With the containers present (denied ones exited, allowed ones running): let the
         // API's sampler go round a few times, and read what /containers returns.
         tokio::time::sleep(Duration::from_secs(6)).await;
-        let listed = match http_get(port, "/containers").await {
-            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+        let listed = match get_port(port, "/containers").await {
+            Ok(r) if r.status == 200 => serde_json::from_str::<serde_json::Value>(&r.body)
                 .ok()
                 .and_then(|v| v.get("containers")?.as_array().map(Vec::len))
                 .unwrap_or(0),
@@ -1066,7 +836,7 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
         af.after_rss = mem_kib(ap).0;
         cf.hwm = mem_kib(cp).1;
         af.hwm = mem_kib(ap).1;
-        if !ctl.alive() || !apip.alive() {
+        if !ctl.still_running() || !apip.still_running() {
             bail!("a process exited during the footprint burst");
         }
         eprintln!(
@@ -1079,7 +849,7 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
         );
         drop(ctl);
         drop(apip);
-        remove_scope(env, &scope).await;
+        drop(scope);
         let _ = std::fs::remove_dir_all(&dir);
         rows.push((cf, af, listed));
     }
@@ -1109,10 +879,7 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
     );
     for (name, pick) in [("state-controller", 0usize), ("status-api", 1usize)] {
         let v: Vec<Foot> = rows.iter().map(|r| if pick == 0 { r.0 } else { r.1 }).collect();
-        let mm = |g: &dyn Fn(&Foot) -> f64| -> (f64, f64) {
-            let x: Vec<f64> = v.iter().map(g).collect();
-            (median(&x), max(&x))
-        };
+        let mm = |g: &dyn Fn(&Foot) -> f64| med_worst(&v.iter().map(g).collect::<Vec<_>>());
         let kib = |p: (f64, f64)| format!("{} / {}", mib(p.0 as u64), mib(p.1 as u64));
         let pct = |p: (f64, f64)| format!("{:.1} / {:.1}", p.0, p.1);
         println!(
@@ -1136,28 +903,12 @@ async fn footprint(env: &Env, opts: &Opts) -> Result<bool> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        bail!("usage: dw-bench ttk|footprint --controller BIN ...");
-    };
-    let opts = Opts::parse(rest)?;
-    let docker_host = opts.get("docker-host").map(String::from);
-    let docker = match &docker_host {
-        Some(h) => Docker::connect_with_host(h),
-        None => Docker::connect_with_defaults(),
-    }
-    .context("connecting to Docker")?
-    .negotiate_version()
-    .await
-    .context("Docker does not answer")?;
-    let run_id = opts
-        .get("run-id")
-        .map(String::from)
-        .unwrap_or_else(|| std::process::id().to_string());
-    let workdir = opts
-        .get("workdir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("dwtest-bench-{run_id}")));
+    let cli = Cli::parse();
+    let docker = testkit::connect(cli.docker_host.as_deref()).await?;
+    let run_id = cli.run_id.unwrap_or_else(|| std::process::id().to_string());
+    let workdir = cli
+        .workdir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("{PREFIX}-bench-{run_id}")));
     std::fs::create_dir_all(&workdir)?;
     let clk_tck = Command::new("getconf")
         .arg("CLK_TCK")
@@ -1167,16 +918,26 @@ async fn main() -> Result<()> {
         .unwrap_or(100.0);
     let env = Env {
         docker,
-        docker_host,
+        docker_host: cli.docker_host,
         run_id,
         workdir,
-        concurrency: opts.num("concurrency", 32)?,
+        concurrency: cli.concurrency,
         clk_tck,
     };
-    let clean = match cmd.as_str() {
-        "ttk" => ttk(&env, &opts).await?,
-        "footprint" => footprint(&env, &opts).await?,
-        other => bail!("unknown command {other:?}: ttk or footprint"),
+    let clean = match &cli.cmd {
+        Cmd::Ttk {
+            controller,
+            floor,
+            sizes,
+            reps,
+        } => ttk(&env, controller, floor, sizes, *reps).await?,
+        Cmd::Footprint {
+            controller,
+            api,
+            n,
+            reps,
+            idle_secs,
+        } => footprint(&env, controller, api, *n, *reps, *idle_secs).await?,
     };
     if !clean {
         eprintln!("dw-bench: survivors, false kills or create errors seen (see the tables)");

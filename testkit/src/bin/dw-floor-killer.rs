@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -20,6 +20,7 @@ use bollard::query_parameters::{
     EventsOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use testkit::time::{engine_time_arg, now_nano};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -69,20 +70,6 @@ fn parse_args() -> Result<Args> {
     })
 }
 
-fn now_nano() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn fmt_since(n: i64) -> String {
-    format!(
-        "{}.{:09}",
-        n.div_euclid(1_000_000_000),
-        n.rem_euclid(1_000_000_000)
-    )
-}
-
 #[derive(Default)]
 struct Counts {
     ok: AtomicU64,
@@ -127,7 +114,7 @@ async fn follow(docker: Docker, args: Arc<Args>, counts: Arc<Counts>, since: i64
             ("label", vec![args.scope.as_str()]),
         ]);
         let opts = EventsOptionsBuilder::default()
-            .since(&fmt_since(since))
+            .since(&engine_time_arg(since))
             .filters(&filters)
             .build();
         let mut events = docker.events(Some(opts));
@@ -155,14 +142,7 @@ async fn follow(docker: Docker, args: Arc<Args>, counts: Arc<Counts>, since: i64
 async fn main() -> Result<()> {
     let args = Arc::new(parse_args()?);
     let since = now_nano();
-    let docker = match &args.docker_host {
-        Some(h) => Docker::connect_with_host(h),
-        None => Docker::connect_with_defaults(),
-    }
-    .context("connecting to Docker")?
-    .negotiate_version()
-    .await
-    .context("negotiating the API version")?;
+    let docker = testkit::connect(args.docker_host.as_deref()).await?;
     let counts = Arc::new(Counts::default());
     tokio::spawn(follow(docker.clone(), args.clone(), counts.clone(), since));
     docker.ping().await.context("ping")?;

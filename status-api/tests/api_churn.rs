@@ -3,43 +3,25 @@
 //! are created, killed by the controller (the denied ones) and removed around it. No
 //! request may fail or answer anything but 200 (no 5xx), every `/containers` body must be
 //! the JSON it promises, and the server's RSS must stay flat (no growth with requests or
-//! churn). `DWTEST_API_LOAD_SECS` shortens or lengthens the load phase.
+//! churn). `DWTEST_API_LOAD_SECS` shortens or lengthens the load phase. Both programs run
+//! as their static release builds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{
-    Controller, TempDir, free_port, http_get_status, median_worst, rss_kib, scope_states, start_many,
-    wait_none_running,
-};
-use testkit::{Scope, Spec, docker_or_skip, sleeper_image};
+use testkit::process::rss_kib;
+use testkit::start_many;
+use testkit::time::median_worst;
+use testkit::wait::{scope_states, wait_none_running};
+use testkit::{Controller, Fixture, Process, Scope, Spec, free_port, static_binary, write_atomic};
 
 const CLIENTS: usize = 8;
-
-/// The status-api child process, killed (by PID) on drop.
-struct Api {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- status-api log ---\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
 
 /// Requests the clients send, by weight; `{name}` is a container that stays all along.
 const REQUESTS: [(&str, u32); 8] = [
@@ -63,23 +45,21 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
-    let Some(docker) = docker_or_skip("api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat").await
-    else {
-        return;
-    };
-    sleeper_image().unwrap();
-    let api_bin = testkit::static_binary("status-api", "status-api").unwrap();
+    let Some(fx) = Fixture::new().await else { return };
+    let (docker, scope) = (&fx.docker, &fx.scope);
+    let api_bin = static_binary("status-api", "status-api").unwrap();
+    let ctl_bin = static_binary("state-controller", "state-controller").unwrap();
     let secs: u64 = std::env::var("DWTEST_API_LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let scope = Scope::new("api-churn");
-    let dir = TempDir::new(&scope.id);
-    let policy_dir = dir.path("policy");
+    // The policy (and the controller's log beside it) in a directory of their own: the
+    // status-api log written all along does not touch the directory both programs watch.
+    let policy_dir = fx.path("policy");
     std::fs::create_dir_all(&policy_dir).unwrap();
     let policy = policy_dir.join("allow.toml");
-    std::fs::write(&policy, format!("[[allow]]\nname = \"{}-ok-*\"\n", scope.id)).unwrap();
-    let mut ctl = Controller::start(&policy, &["--scope", &scope.selector()]);
+    write_atomic(&policy, &format!("[[allow]]\nname = \"{}-ok-*\"\n", scope.id));
+    let mut ctl = Controller::start(&ctl_bin, &policy, &["--scope", &scope.selector()], &[]);
     ctl.wait_synced().await;
 
     // 100 containers to begin with: 60 allowed, 40 denied (killed, then listed as exited).
@@ -95,27 +75,21 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
             )
         })
         .collect();
-    let initial = start_many(&docker, &scope, specs, 16).await.unwrap();
+    let initial = start_many(docker, scope, specs, 16).await.unwrap();
     let stable = scope.name("ok-0");
 
     let port = free_port();
-    let log = dir.path("status-api.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&api_bin)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(&api_bin);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--allowlist")
         .arg(&policy)
         .args(["--scope", &scope.selector(), "--stats-interval", "1", "--logs"])
-        .env("RUST_LOG", "info")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut api = Api { child, log };
-    let pid = api.child.id();
+        .env("RUST_LOG", "info");
+    let mut api = Process::spawn("status-api", cmd, &fx.path("status-api.log")).unwrap();
+    let pid = api.pid();
     testkit::eventually(Duration::from_secs(30), "status-api ready", || async {
-        matches!(http_get_status(port, "/readyz").await, Ok((200, _))).then_some(())
+        let r = testkit::http::get_port(port, "/readyz").await.ok()?;
+        (r.status == 200).then_some(())
     })
     .await
     .unwrap();
@@ -135,8 +109,8 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
                     let path = &weighted[i % weighted.len()];
                     i += 1;
                     tally.total.fetch_add(1, Relaxed);
-                    match http_get_status(port, path).await {
-                        Ok((status, body)) => {
+                    match testkit::http::get_port(port, path).await {
+                        Ok(testkit::http::Resp { status, body, .. }) => {
                             *tally.by_status.lock().unwrap().entry(status).or_default() += 1;
                             if status != 200 {
                                 let mut f = tally.failures.lock().unwrap();
@@ -165,11 +139,12 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
         })
         .collect();
 
-    // Churn: a new container every 250 ms (allowed and denied in turn), and the one made
-    // 8 steps earlier force-removed.
+    // Churn: a new container every 250 ms (allowed and denied in turn: a rate, not a wait),
+    // and the one made 8 steps earlier force-removed.
     let churn = {
         let (docker, stop) = (docker.clone(), stop.clone());
-        let scope = std::mem::ManuallyDrop::new(Scope { id: scope.id.clone() });
+        // The test's own scope cleans up; this copy must not, when the task ends.
+        let scope = std::mem::ManuallyDrop::new(Scope::with_id(scope.id.clone()));
         tokio::spawn(async move {
             let mut made: Vec<(String, String)> = Vec::new();
             let mut removed = 0;
@@ -199,16 +174,16 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
         })
     };
 
-    // RSS once a second.
+    // RSS once a second (a sampling period), for the whole load phase.
     let t0 = Instant::now();
     let mut rss: Vec<(f64, u64)> = Vec::new();
     while t0.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         rss.push((t0.elapsed().as_secs_f64(), rss_kib(pid)));
         assert!(
-            api.child.try_wait().unwrap().is_none(),
+            api.still_running(),
             "status-api exited under load:\n{}",
-            std::fs::read_to_string(&api.log).unwrap_or_default()
+            api.log_text()
         );
     }
     stop.store(true, Relaxed);
@@ -265,9 +240,9 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
         .filter(|(n, _)| n.starts_with("bad-"))
         .map(|(_, id)| id.clone())
         .collect();
-    let left = wait_none_running(&docker, &scope, &denied, Duration::from_secs(20)).await;
+    let left = wait_none_running(docker, scope, &denied, Duration::from_secs(20)).await;
     assert!(left.is_empty(), "denied containers still running: {left:?}");
-    let states = scope_states(&docker, &scope).await;
+    let states = scope_states(docker, scope).await;
     let not_running: Vec<&String> = states
         .values()
         .filter(|(n, s)| n.starts_with("ok-") && s != "running")
@@ -278,5 +253,5 @@ async fn api_under_a_minute_of_load_with_churn_no_error_no_5xx_rss_flat() {
         "allowed containers not running: {not_running:?}"
     );
     assert!(ctl.still_running(), "the controller exited:\n{}", ctl.log_text());
-    assert!(api.child.try_wait().unwrap().is_none(), "status-api exited");
+    assert!(api.still_running(), "status-api exited");
 }

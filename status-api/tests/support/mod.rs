@@ -1,13 +1,20 @@
-//! Helpers for status-api's integration tests: the real server on `127.0.0.1:0` in this
-//! process (scoped by label to one test's containers), and a raw HTTP client that sends
-//! exactly the bytes asked for (paths like `/containers/../etc` reach the server as written,
-//! which ordinary clients would normalise away).
+//! What status-api's integration tests share beyond testkit: the real server on
+//! `127.0.0.1:0` in this process (scoped by label to one test's containers), requests to it
+//! through testkit's one HTTP client (paths go on the wire as written: `/containers/../etc`
+//! reaches the server as that), a keep-alive client and a reader that stops reading (both
+//! hyper), and the one raw-bytes sender, for garbage on the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use status_api::Config;
 use testkit::Scope;
@@ -15,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub use testkit::http::Resp;
 
 /// A running server; shut down (gracefully) when dropped or by [`Api::stop`].
 pub struct Api {
@@ -43,6 +52,15 @@ impl Api {
         let api = Self::start_unsynced(Some(scope.selector()), opts).await;
         api.wait_ready().await;
         api
+    }
+
+    /// [`Api::start`] with only a policy file.
+    pub async fn with_policy(scope: &Scope, policy: PathBuf) -> Api {
+        let opts = Opts {
+            allowlist: Some(policy),
+            ..Default::default()
+        };
+        Self::start(scope, opts).await
     }
 
     /// Starts the server without waiting for Docker.
@@ -120,7 +138,7 @@ impl Api {
         if let Some(a) = &auth {
             all.push(("Authorization", a));
         }
-        raw(self.addr, method, path, &all).await
+        request(self.addr, method, path, &all).await
     }
 
     /// The containers `GET /containers?query` lists.
@@ -161,64 +179,16 @@ impl Drop for Api {
     }
 }
 
-/// An HTTP answer.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+/// One request with exactly these headers (no token added), through testkit's client;
+/// panics (the test fails) when no answer comes.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    testkit::http::request(addr, method, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.body))
-    }
-
-    /// Asserts an error answer: this status, JSON `{"error": code, "message": non-empty}`.
-    pub fn assert_error(&self, status: u16, code: &str, what: &str) {
-        assert_eq!(self.status, status, "{what}: {}", self.body);
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "{what}: content type {:?}",
-            self.header("content-type")
-        );
-        let v = self.json();
-        assert_eq!(v["error"], code, "{what}: {}", self.body);
-        assert!(
-            v["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}: {}",
-            self.body
-        );
-    }
-}
-
-/// One HTTP/1.0 request with exactly this method, path and headers; reads to EOF.
-pub async fn raw(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let bytes = send_bytes(addr, req.as_bytes()).await;
-    parse(&bytes).unwrap_or_else(|| {
-        panic!(
-            "{method} {}: no HTTP answer: {:?}",
-            &path[..path.len().min(80)],
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// Sends raw bytes and returns everything the server answers until it closes.
+/// Sends raw bytes and returns everything the server answers until it closes: only for
+/// what no HTTP client sends (garbage, a broken protocol version).
 pub async fn send_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let io = async {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -232,69 +202,94 @@ pub async fn send_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
         .expect("server answered within 20 s")
 }
 
-fn parse(bytes: &[u8]) -> Option<Resp> {
-    let text = String::from_utf8_lossy(bytes);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Some(Resp {
-        status,
-        headers,
-        body,
-    })
+/// A keep-alive HTTP/1.1 client (hyper): one connection, one request at a time.
+pub struct KeepAlive {
+    sender: SendRequest<Full<Bytes>>,
+    conn: JoinHandle<()>,
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// A private temp directory for a test's allowlist, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(test: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!("dwtest-{test}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> KeepAlive {
+        let s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        KeepAlive { sender, conn }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Replaces `name` the way editors do: write a temp file, rename it over.
-    pub fn replace(&self, name: &str, content: &str) -> PathBuf {
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, content).unwrap();
-        let dst = self.0.join(name);
-        std::fs::rename(&tmp, &dst).unwrap();
-        dst
+    /// GETs `path` on the open connection; returns the answer and the time it took. Panics
+    /// when the connection was closed.
+    pub async fn get(&mut self, path: &str) -> (Resp, Duration) {
+        let t0 = Instant::now();
+        let exchange = async {
+            self.sender
+                .ready()
+                .await
+                .context("the connection is not usable")?;
+            let req = hyper::Request::get(path)
+                .header("Host", "t")
+                .body(Full::new(Bytes::new()))?;
+            let resp = self.sender.send_request(req).await?;
+            testkit::http::read(resp).await
+        };
+        let r = exchange
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} on the keep-alive connection: {e:#}"));
+        (r, t0.elapsed())
     }
 }
 
-impl Drop for TempDir {
+impl Drop for KeepAlive {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.conn.abort();
+    }
+}
+
+/// A client that asked for `path` and read the answer's head, then stopped reading: the
+/// body stays unread until it is dropped. It reads 1 KiB at a time and hyper reads no more
+/// body than one chunk ahead of the reader, so it holds next to nothing itself (the tests
+/// that use it measure the memory of this process, the server's included).
+pub struct Stalled {
+    /// The answer's status; 0 when none came within 30 s.
+    pub status: u16,
+    /// The unread answer and the connection's handle, held until dropped.
+    _held: (Option<hyper::Response<Incoming>>, SendRequest<Full<Bytes>>),
+    conn: JoinHandle<()>,
+}
+
+impl Stalled {
+    pub async fn start(addr: SocketAddr, path: &str) -> Stalled {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(1024))
+            .handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(path)
+            .header("Host", "t")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        Stalled {
+            status: resp.as_ref().map_or(0, |r| r.status().as_u16()),
+            _held: (resp, sender),
+            conn,
+        }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.conn.abort();
     }
 }

@@ -1,0 +1,26 @@
+//! What the controller's integration tests share beyond testkit: where this crate's binary
+//! is, the usual fixture with a controller, the usual policy.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::Path;
+
+use testkit::{Controller, Fixture, Scope};
+
+/// The `state-controller` binary cargo built for these tests.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_state-controller"))
+}
+
+/// The running test's fixture and a controller on `policy` governing its scope (synced);
+/// `None` when the test is skipped (no engine, none required).
+pub async fn controlled(policy: &str, args: &[&str]) -> Option<(Fixture, Controller)> {
+    let fx = Fixture::new().await?;
+    let c = fx.controller(bin(), policy, args).await;
+    Some((fx, c))
+}
+
+/// A policy allowing only the scope's `ok-*` containers (by name), with `head` (mode,
+/// action, ...) on top.
+pub fn allow_ok(scope: &Scope, head: &str) -> String {
+    format!("{head}\n[[allow]]\nname = \"{}-ok*\"\n", scope.id)
+}
