@@ -4,7 +4,7 @@
 //! once the stalled readers are cut off a normal logs request works again. Also: the route
 //! is off without a token or `--logs`.
 //!
-//! The big log comes from `examples/dw-chatter.rs` (about 9 MB of lines), built static and
+//! The big log comes from `testkit/src/bin/dw-chatter.rs` (about 9 MB of lines), built static and
 //! put in an image of its own, `dwtest-api-chatter:<pid>`, removed at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,7 +26,7 @@ fn rss_kib() -> u64 {
 /// Builds the chatter example static (same flags as scripts/build-static.sh, so the
 /// release dependencies are shared) and an image holding it.
 fn chatter_image() -> String {
-    let bin = testkit::static_example("status-api", "dw-chatter").unwrap();
+    let bin = testkit::static_binary("dockwarden-testkit", "dw-chatter").unwrap();
     let tag = format!("dwtest-api-chatter:{}", std::process::id());
     image_from_binaries(&tag, &[bin], "dw-chatter").unwrap();
     tag

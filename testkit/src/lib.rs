@@ -328,46 +328,32 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Path of a static release binary of this workspace, built on first use (a cross-process
-/// lock keeps parallel test processes from building at once). Static builds need
-/// `--target` so that RUSTFLAGS do not reach proc-macros.
+/// lock keeps parallel test processes from building at once). It builds exactly what
+/// `scripts/build-static.sh` builds, every binary of the three packages in one invocation:
+/// a build of one package alone would unify other features, rebuild, and the next build of
+/// the set would rebuild again. Static builds need `--target` so that RUSTFLAGS do not
+/// reach proc-macros.
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
-    static_build(package, "--bin", bin)
-}
-
-/// Path of a static release build of one of a package's examples, built like
-/// [`static_binary`].
-pub fn static_example(package: &str, example: &str) -> Result<PathBuf> {
-    static_build(package, "--example", example)
-}
-
-/// `cargo build --release --target <static> -p package <kind> name`; the built file's path.
-fn static_build(package: &str, kind: &str, name: &str) -> Result<PathBuf> {
-    let root = workspace_root();
-    let dir = root.join("target").join(STATIC_TARGET).join("release");
-    let _lock = lock("static-build")?;
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            STATIC_TARGET,
-            "-p",
-            package,
-            kind,
-            name,
-        ])
-        .status()
-        .context("running cargo build for a static binary")?;
-    if !status.success() {
-        bail!("static build of {name} failed");
+    const SET: [&str; 3] = ["state-controller", "status-api", "dockwarden-testkit"];
+    if !SET.contains(&package) {
+        bail!("{package} is not one of the statically built packages {SET:?}");
     }
-    Ok(if kind == "--example" {
-        dir.join("examples").join(name)
-    } else {
-        dir.join(name)
-    })
+    let root = workspace_root();
+    let _lock = lock("static-build")?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(&root)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args(["build", "--release", "--target", STATIC_TARGET, "--bins"]);
+    for p in SET {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build for the static binaries")?;
+    if !status.success() {
+        bail!("static build (for {bin}) failed");
+    }
+    Ok(root.join("target").join(STATIC_TARGET).join("release").join(bin))
 }
 
 /// Builds `tag` `FROM scratch` with the given binaries at `/`, through the Docker CLI's
