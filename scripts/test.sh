@@ -13,17 +13,41 @@ cleanup
 failed=()
 mkdir -p target/checks
 
-# Static release binaries for the images the tests and the deployment build.
-bash scripts/build-static.sh
+# Static release binaries for the images the tests and the deployment build, and the test
+# binaries, side by side: each build has stretches where it uses one core (a big crate, a
+# link), so the two together finish sooner than one after the other. They use different
+# target directories, so neither waits for the other's lock.
+bash scripts/build-static.sh &
+static_pid=$!
+test_build=0
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-run || test_build=$?
+else
+  cargo test --workspace --no-run || test_build=$?
+fi
+wait "$static_pid"
+[ "$test_build" = 0 ] || { echo "the tests do not build"; exit 1; }
 
 # Checks that need no engine run beside the tests: the deployment files (yamllint,
 # Kubernetes schemas, checkov, hadolint, the stack file, the shipped policies) and the
-# Prometheus alert rules.
-background=(scripts/lint-deploy.sh scripts/check-alerts.sh)
+# Prometheus alert rules. So do the checks on private engines of their own (they only build
+# and save images on the shared one): a real three-node swarm, and the k8s pod as kubelet +
+# cri-dockerd run it (both need root: .ci/run has it). They run one after the other, in one
+# background job, so that at most one of them loads the machine beside the tests.
+background=(scripts/lint-deploy.sh scripts/check-alerts.sh "scripts/swarm-test.sh scripts/kubelet-test.sh")
 declare -A bg_pid
-for s in "${background[@]}"; do
-  bash "$s" >"target/checks/$(basename "$s" .sh).log" 2>&1 &
-  bg_pid[$s]=$!
+bg_log() { echo "target/checks/$(basename "${1%% *}" .sh).log"; }
+for job in "${background[@]}"; do
+  (
+    status=0
+    for s in $job; do
+      [ -f "$s" ] || continue
+      printf '\n=== %s ===\n' "$s"
+      bash "$s" || { printf '\n=== FAILED: %s ===\n' "$s"; status=1; }
+    done
+    exit "$status"
+  ) >"$(bg_log "$job")" 2>&1 &
+  bg_pid[$job]=$!
 done
 
 if cargo nextest --version >/dev/null 2>&1; then
@@ -33,21 +57,19 @@ else
 fi
 
 # The page in a real browser, the compose deployment and the README's first-run command on
-# a fresh clone, a real three-node swarm of private engines, and the k8s pod as kubelet +
-# cri-dockerd run it (the last two need root: .ci/run has it).
-for s in scripts/browser-test.sh scripts/e2e-compose.sh scripts/e2e-firstrun.sh \
-  scripts/swarm-test.sh scripts/kubelet-test.sh; do
+# a fresh clone: on the shared engine, after the tests.
+for s in scripts/browser-test.sh scripts/e2e-compose.sh scripts/e2e-firstrun.sh; do
   [ -f "$s" ] || continue
   printf '\n=== %s ===\n' "$s"
   bash "$s" || failed+=("$s")
 done
 
-for s in "${background[@]}"; do
-  printf '\n=== %s ===\n' "$s"
+for job in "${background[@]}"; do
+  printf '\n=== %s ===\n' "$job"
   status=0
-  wait "${bg_pid[$s]}" || status=$?
-  cat "target/checks/$(basename "$s" .sh).log"
-  [ "$status" = 0 ] || failed+=("$s")
+  wait "${bg_pid[$job]}" || status=$?
+  cat "$(bg_log "$job")"
+  [ "$status" = 0 ] || failed+=("$job")
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
