@@ -28,27 +28,30 @@ fi
 wait "$static_pid"
 [ "$test_build" = 0 ] || { echo "the tests do not build"; exit 1; }
 
-# Checks that need no engine run beside the tests: the deployment files (yamllint,
-# Kubernetes schemas, checkov, hadolint, the stack file, the shipped policies) and the
-# Prometheus alert rules. So do the checks on private engines of their own (they only build
-# and save images on the shared one): a real three-node swarm, and the k8s pod as kubelet +
-# cri-dockerd run it (both need root: .ci/run has it). They run one after the other, in one
-# background job, so that at most one of them loads the machine beside the tests.
-background=(scripts/lint-deploy.sh scripts/check-alerts.sh "scripts/swarm-test.sh scripts/kubelet-test.sh")
+# Checks run in the background, each job's output in a log of its own, printed at the end.
 declare -A bg_pid
+background=()
 bg_log() { echo "target/checks/$(basename "${1%% *}" .sh).log"; }
-for job in "${background[@]}"; do
+# bg_start "SCRIPT [SCRIPT...]": one background job running the scripts one after the other.
+bg_start() {
   (
     status=0
-    for s in $job; do
+    for s in $1; do
       [ -f "$s" ] || continue
       printf '\n=== %s ===\n' "$s"
       bash "$s" || { printf '\n=== FAILED: %s ===\n' "$s"; status=1; }
     done
     exit "$status"
-  ) >"$(bg_log "$job")" 2>&1 &
-  bg_pid[$job]=$!
-done
+  ) >"$(bg_log "$1")" 2>&1 &
+  bg_pid[$1]=$!
+  background+=("$1")
+}
+
+# Checks that need no engine run beside the tests: the deployment files (yamllint,
+# Kubernetes schemas, checkov, hadolint, the stack file, the shipped policies) and the
+# Prometheus alert rules.
+bg_start scripts/lint-deploy.sh
+bg_start scripts/check-alerts.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast || failed+=("cargo nextest")
@@ -56,8 +59,12 @@ else
   cargo test --workspace --no-fail-fast -- --test-threads=1 || failed+=("cargo test")
 fi
 
-# The page in a real browser, the compose deployment and the README's first-run command on
-# a fresh clone: on the shared engine, after the tests.
+# After the tests (beside them, the load would slow and perturb their timing): a real
+# three-node swarm, and the k8s pod as kubelet + cri-dockerd run it, one after the other on
+# private engines of their own (they only build and save images on the shared one; both need
+# root: .ci/run has it), beside the page in a real browser, the compose deployment and the
+# README's first-run command on a fresh clone, which use the shared engine.
+bg_start "scripts/swarm-test.sh scripts/kubelet-test.sh"
 for s in scripts/browser-test.sh scripts/e2e-compose.sh scripts/e2e-firstrun.sh; do
   [ -f "$s" ] || continue
   printf '\n=== %s ===\n' "$s"

@@ -9,7 +9,7 @@ mod support;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use support::bin;
@@ -36,8 +36,8 @@ fn names(host: &str, filters: &[&str]) -> Vec<String> {
 
 /// The starting loop: `ok-N` and `bad-N` in turn, every fourth one `--restart=always`, as
 /// fast as the engine takes them; a refusal (engine down) is retried with the next name.
-/// Returns the names it did start, with the time of each start.
-fn start_loop(host: String, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
+/// Returns the names it did start, with the time of each start; `count` follows their number.
+fn start_loop(host: String, stop: Arc<AtomicBool>, count: Arc<AtomicUsize>) -> Vec<(String, Instant)> {
     let mut started = Vec::new();
     let mut i = 0;
     while !stop.load(Relaxed) {
@@ -56,6 +56,7 @@ fn start_loop(host: String, stop: Arc<AtomicBool>) -> Vec<(String, Instant)> {
             .is_ok_and(|o| o.status.success());
         if ok {
             started.push((name, Instant::now()));
+            count.fetch_add(1, Relaxed);
         } else {
             // Pacing, not a wait: the engine is down, try again a little later.
             std::thread::sleep(Duration::from_millis(200));
@@ -84,15 +85,31 @@ async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
     c.wait_synced().await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
     let looper = {
-        let (host, stop) = (engine.host.clone(), stop.clone());
-        std::thread::spawn(move || start_loop(host, stop))
+        let (host, stop, count) = (engine.host.clone(), stop.clone(), count.clone());
+        std::thread::spawn(move || start_loop(host, stop, count))
+    };
+    // The load each restart falls into, and what runs after the last one: the loop has
+    // started this many more containers (half of them denied, half with a restart policy).
+    let more_started = |n: usize| {
+        let (count, base) = (count.clone(), count.load(Relaxed));
+        async move {
+            eventually(
+                Duration::from_secs(60),
+                &format!("the loop to start {n} more containers"),
+                || {
+                    let done = count.load(Relaxed) >= base + n;
+                    async move { done.then_some(()) }
+                },
+            )
+            .await
+            .unwrap();
+        }
     };
     let mut last_restart = Instant::now();
     for round in 1..=2 {
-        // Not a wait for anything: the load the restart falls into (the loop starts
-        // containers all along).
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        more_started(8).await;
         engine.stop().await;
         // It must not exit while Docker stays down (the engine is down this long).
         stays(Duration::from_secs(1), "the controller running", || {
@@ -105,9 +122,8 @@ async fn engine_restarted_twice_under_a_start_loop_nothing_denied_survives() {
         last_restart = Instant::now();
         eprintln!("engine restart {round} done");
     }
-    // Not a wait for anything: the loop goes on starting containers after the last restart
-    // (those allowed must then run).
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Allowed containers started after the last restart must then run.
+    more_started(8).await;
     stop.store(true, Relaxed);
     let started = looper.join().unwrap();
     let (bad, ok): (Vec<_>, Vec<_>) = started.iter().partition(|(n, _)| n.starts_with("bad-"));
