@@ -13,21 +13,6 @@ cleanup
 failed=()
 mkdir -p target/checks
 
-# Static release binaries for the images the tests and the deployment build, and the test
-# binaries, side by side: each build has stretches where it uses one core (a big crate, a
-# link), so the two together finish sooner than one after the other. They use different
-# target directories, so neither waits for the other's lock.
-bash scripts/build-static.sh &
-static_pid=$!
-test_build=0
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-run || test_build=$?
-else
-  cargo test --workspace --no-run || test_build=$?
-fi
-wait "$static_pid"
-[ "$test_build" = 0 ] || { echo "the tests do not build"; exit 1; }
-
 # Checks run in the background, each job's output in a log of its own, printed at the end.
 declare -A bg_pid
 background=()
@@ -47,11 +32,26 @@ bg_start() {
   background+=("$1")
 }
 
-# Checks that need no engine run beside the tests: the deployment files (yamllint,
+# Checks that need no engine run beside the builds and the tests: the deployment files (yamllint,
 # Kubernetes schemas, checkov, hadolint, the stack file, the shipped policies) and the
 # Prometheus alert rules.
 bg_start scripts/lint-deploy.sh
 bg_start scripts/check-alerts.sh
+
+# Static release binaries for the images the tests and the deployment build, and the test
+# binaries, side by side: each build has stretches where it uses one core (a big crate, a
+# link), so the two together finish sooner than one after the other. They use different
+# target directories, so neither waits for the other's lock.
+bash scripts/build-static.sh &
+static_pid=$!
+test_build=0
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-run || test_build=$?
+else
+  cargo test --workspace --no-run || test_build=$?
+fi
+wait "$static_pid"
+[ "$test_build" = 0 ] || { echo "the tests do not build"; exit 1; }
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast || failed+=("cargo nextest")
