@@ -67,16 +67,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-[ "$(id -u)" = 0 ] || fail "needs root (namespaces, dockerd)"
-for tool in ip nsenter unshare dockerd curl; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed"
-done
+eng_preflight "namespaces, dockerd" dwtest-k8s
 if [ "$STORAGE" = fuse-overlayfs ] && ! command -v fuse-overlayfs >/dev/null; then
   eng_log "WARNING: fuse-overlayfs is not installed: the node uses overlay2, whose upperdir shows in the mount table"
   STORAGE=overlay2
 fi
-docker version >/dev/null 2>&1 || fail "no Docker Engine answers (the shared one builds the images)"
-eng_reap_stale dwtest-k8s
 
 # A python3 with PyYAML for the simulator.
 PY=python3

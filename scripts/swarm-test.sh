@@ -70,12 +70,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-[ "$(id -u)" = 0 ] || fail "needs root (network namespaces, dockerd)"
-for tool in ip nsenter unshare dockerd curl; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed"
-done
-docker version >/dev/null 2>&1 || fail "no Docker Engine answers (the shared one builds the images)"
-eng_reap_stale dwtest-swarm
+eng_preflight "network namespaces, dockerd" dwtest-swarm
 
 # --- images, built on the shared engine and saved before anything points elsewhere -----------
 mkdir -p "$SOCKDIR" "$P/config"

@@ -68,6 +68,21 @@ eng_free_subnet() {
   return 1
 }
 
+# eng_preflight WHY PREFIX: what every private-engine test needs before it starts (root, for
+# WHY; the namespace tools; the shared engine, which builds the images), then eng_reap_stale
+# PREFIX. Stops the test with a FAIL line when something is missing.
+eng_preflight() {
+  local missing=""
+  [ "$(id -u)" = 0 ] || missing="needs root ($1)"
+  for tool in ip nsenter unshare dockerd curl; do
+    [ -n "$missing" ] || command -v "$tool" >/dev/null || missing="$tool is not installed"
+  done
+  [ -n "$missing" ] || docker version >/dev/null 2>&1 ||
+    missing="no Docker Engine answers (the shared one builds the images)"
+  [ -z "$missing" ] || { eng_log "FAIL: $missing"; exit 1; }
+  eng_reap_stale "$2"
+}
+
 # eng_reap_stale PREFIX: removes what runs of this test that died without cleaning up (SIGKILL,
 # a machine crash) left behind: their namespaces (and every process still in them: engines,
 # shims and containers those runs started) and their /tmp directories. A run is dead when the
