@@ -42,7 +42,6 @@ STORAGE=${KUBELET_TEST_STORAGE:-fuse-overlayfs}
 CGROUPNS=${KUBELET_TEST_CGROUPNS:-private}
 SOCKET_GID=999
 
-fail() { eng_log "FAIL: $*"; exit 1; }
 node() { DOCKER_HOST="unix://$NODE/run/docker.sock" docker "$@"; }
 
 DOCKER0_BEFORE=$(eng_docker0_fingerprint)
@@ -86,10 +85,10 @@ fi
 # --- render the manifests as `kubectl apply -k k8s/` would send them ---------------------------
 mkdir -p "$P/kubelet"
 if command -v kubectl >/dev/null; then
-  kubectl kustomize k8s/ >"$P/rendered.yaml" || fail "kubectl kustomize k8s/"
+  kubectl kustomize k8s/ >"$P/rendered.yaml" || eng_fail "kubectl kustomize k8s/"
   how="kubectl kustomize ($(kubectl version --client 2>/dev/null | sed -n 's/Kustomize Version: //p'))"
 else
-  "$PY" scripts/lib/kubelet_sim.py --render k8s >"$P/rendered.yaml" || fail "rendering k8s/"
+  "$PY" scripts/lib/kubelet_sim.py --render k8s >"$P/rendered.yaml" || eng_fail "rendering k8s/"
   how="WARNING: no kubectl; the simulator's stand-in for the kustomize features k8s/ uses"
 fi
 eng_log "rendered k8s/ with $how: $(grep -c '^kind:' "$P/rendered.yaml") objects"
@@ -101,13 +100,13 @@ eng_build_images "$P/images.tar" "$IMAGE" "$SLEEPER" "$PAUSE" || exit 1
 eng_netns_add "$NS"
 mkdir -p "$NODE"
 printf '{"storage-driver": "%s", "group": "%s"}\n' "$STORAGE" "$SOCKET_GID" >"$NODE/daemon.json"
-eng_start "$NODE" "$NS" "$NS" "$RUN-node" /run || fail "starting the node's engine"
+eng_start "$NODE" "$NS" "$NS" "$RUN-node" /run || eng_fail "starting the node's engine"
 pid=$(cat "$NODE/docker.pid")
 inner=$(nsenter -t "$pid" -m stat -L -c '%i %g' /var/run/docker.sock)
 outer=$(stat -L -c '%i %g' "$NODE/run/docker.sock")
 shared=$(stat -L -c '%i' /var/run/docker.sock 2>/dev/null || echo none)
 if [ "$inner" != "$outer" ] || [ "${inner%% *}" = "$shared" ]; then
-  fail "in the node's mount namespace /var/run/docker.sock is not the node's engine ($inner vs $outer); refusing to go on"
+  eng_fail "in the node's mount namespace /var/run/docker.sock is not the node's engine ($inner vs $outer); refusing to go on"
 fi
 eng_log "node engine up: storage $(node info -f '{{.Driver}}'), /var/run/docker.sock there is its own (group ${inner#* }), the shared engine's is out of reach"
 node load -q -i "$P/images.tar" >/dev/null

@@ -36,7 +36,6 @@ SOCKDIR="$P/node"             # in every node's mount namespace: that node's eng
 SCOPE="com.docker.stack.namespace=$STACK"
 NODES=(1 2 3)
 
-fail() { eng_log "FAIL: $*"; exit 1; }
 ns() { echo "$RUN-n$1"; }
 sock() { echo "unix://$P/n$1/run/docker.sock"; }
 on() { local n=$1; shift; DOCKER_HOST=$(sock "$n") docker "$@"; }
@@ -77,7 +76,7 @@ mkdir -p "$SOCKDIR" "$P/config"
 eng_build_images "$P/images.tar" "$IMAGE" "$SLEEPER" || exit 1
 
 # --- the network: a switch namespace with br0, one namespace per node ------------------------
-SUBNET=$(eng_free_subnet) || fail "no free 10.213.N.0/24"
+SUBNET=$(eng_free_subnet) || eng_fail "no free 10.213.N.0/24"
 eng_switch_add "$RUN-sw"
 for n in "${NODES[@]}"; do
   eng_netns_add "$(ns "$n")"
@@ -90,8 +89,8 @@ start_node() {
   eng_start "$P/n$1" "$(ns "$1")" "$(ns "$1")" "$RUN-n$1" "$SOCKDIR"
 }
 for n in "${NODES[@]}"; do
-  start_node "$n" || fail "starting the engine of node $n"
-  on "$n" load -q -i "$P/images.tar" >/dev/null || fail "loading images into node $n"
+  start_node "$n" || eng_fail "starting the engine of node $n"
+  on "$n" load -q -i "$P/images.tar" >/dev/null || eng_fail "loading images into node $n"
 done
 eng_log "3 engines up ($(on 1 version -f '{{.Server.Version}}'), storage $(on 1 info -f '{{.Driver}}')), images loaded"
 
@@ -100,9 +99,9 @@ for n in "${NODES[@]}"; do
   pid=$(cat "$P/n$n/docker.pid")
   inner=$(nsenter -t "$pid" -m stat -L -c %i "$SOCKDIR/docker.sock")
   outer=$(stat -L -c %i "$P/n$n/run/docker.sock")
-  [ "$inner" = "$outer" ] || fail "node $n: $SOCKDIR/docker.sock is not its own engine's socket"
+  [ "$inner" = "$outer" ] || eng_fail "node $n: $SOCKDIR/docker.sock is not its own engine's socket"
 done
-[ ! -e "$SOCKDIR/docker.sock" ] || fail "$SOCKDIR/docker.sock visible on the host"
+[ ! -e "$SOCKDIR/docker.sock" ] || eng_fail "$SOCKDIR/docker.sock visible on the host"
 
 # --- the swarm ---------------------------------------------------------------------------------
 on 1 swarm init --advertise-addr "$(addr 1)" --listen-addr "$(addr 1):2377" >/dev/null
@@ -152,7 +151,7 @@ one_healthy_each() {
 eng_wait_for 180 "one healthy state-controller and one healthy status-api task on each of the 3 nodes" one_healthy_each
 on 1 service ls --format '    {{.Name}} mode={{.Mode}} replicas={{.Replicas}} ports={{.Ports}}'
 mounts=$(on 1 service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}{{.Source}} {{end}}' "${STACK}_state-controller")
-[[ $mounts == *"$SOCKDIR/docker.sock"*"$P/config"* ]] || fail "unexpected mounts: $mounts"
+[[ $mounts == *"$SOCKDIR/docker.sock"*"$P/config"* ]] || eng_fail "unexpected mounts: $mounts"
 for n in "${NODES[@]}"; do
   c=$(tasks "$n" state-controller)
   eng_log "node $n: state-controller $(on "$n" inspect -f '{{.Name}} user={{.Config.User}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{.HostConfig.CapDrop}}' "$c")"
@@ -202,23 +201,23 @@ done
 for n in "${NODES[@]}"; do
   eng_wait_for 20 "node $n: dwtest-swarm-denied-n$n killed" is_state "$n" "dwtest-swarm-denied-n$n" exited
   code=$(on "$n" inspect -f '{{.State.ExitCode}}' "dwtest-swarm-denied-n$n")
-  [ "$code" = 137 ] || fail "node $n: dwtest-swarm-denied-n$n exited with $code, not 137 (SIGKILL)"
+  [ "$code" = 137 ] || eng_fail "node $n: dwtest-swarm-denied-n$n exited with $code, not 137 (SIGKILL)"
   eng_wait_for 10 "node $n: its controller logged the kill of dwtest-swarm-denied-n$n" logged_kill "$n" "dwtest-swarm-denied-n$n"
   svc_logs "$n" state-controller | grep -F "dwtest-swarm-denied-n$n" | grep -i kill | tail -n 1 | cut -c1-220 | sed 's/^/    /'
   for m in "${NODES[@]}"; do
     [ "$m" = "$n" ] && continue
-    ! svc_logs "$m" state-controller | grep -qF "dwtest-swarm-denied-n$n" || fail "node $m's controller saw node $n's container"
+    ! svc_logs "$m" state-controller | grep -qF "dwtest-swarm-denied-n$n" || eng_fail "node $m's controller saw node $n's container"
   done
 done
 sleep 2
 for n in "${NODES[@]}"; do
-  is_state "$n" "dwtest-swarm-ok-n$n" running || fail "node $n: the allowed dwtest-swarm-ok-n$n is $(state "$n" "dwtest-swarm-ok-n$n")"
+  is_state "$n" "dwtest-swarm-ok-n$n" running || eng_fail "node $n: the allowed dwtest-swarm-ok-n$n is $(state "$n" "dwtest-swarm-ok-n$n")"
   for s in state-controller status-api; do
-    [ "$(tasks "$n" "$s" | wc -l)" = 1 ] || fail "node $n: its own $s task is not running (spared?)"
+    [ "$(tasks "$n" "$s" | wc -l)" = 1 ] || eng_fail "node $n: its own $s task is not running (spared?)"
   done
 done
 failed_tasks=$(on 1 service ps -q --filter desired-state=shutdown "${STACK}_state-controller" "${STACK}_status-api" | wc -l)
-[ "$failed_tasks" = 0 ] || fail "$failed_tasks dockwarden tasks were replaced: its own tasks were not spared"
+[ "$failed_tasks" = 0 ] || eng_fail "$failed_tasks dockwarden tasks were replaced: its own tasks were not spared"
 eng_log "ok: allowed containers live on all nodes; dockwarden's own 6 tasks spared (no task replaced)"
 
 # --- 4. a policy edit reaches every node's controller (the directory is watched) --------------
@@ -256,7 +255,7 @@ on 1 service rm "$BAD" >/dev/null
 # --- 6. restart node 2's engine: the agent comes back and enforces again ------------------------
 eng_log "restarting node 2's engine"
 eng_stop "$P/n2"
-start_node 2 || fail "restarting the engine of node 2"
+start_node 2 || eng_fail "restarting the engine of node 2"
 node2_back() { [ "$(tasks 2 state-controller | wc -l)" = 1 ] && healthy 2 state-controller && healthy 2 status-api; }
 eng_wait_for 120 "node 2: state-controller and status-api tasks running and healthy again" node2_back
 run_fixture 2 dwtest-swarm-denied2-n2

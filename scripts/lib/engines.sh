@@ -68,18 +68,18 @@ eng_free_subnet() {
   return 1
 }
 
+# eng_fail MSG...: a FAIL line, then exit 1 (the test's EXIT trap cleans up).
+eng_fail() { eng_log "FAIL: $*"; exit 1; }
+
 # eng_preflight WHY PREFIX: what every private-engine test needs before it starts (root, for
 # WHY; the namespace tools; the shared engine, which builds the images), then eng_reap_stale
-# PREFIX. Stops the test with a FAIL line when something is missing.
+# PREFIX.
 eng_preflight() {
-  local missing=""
-  [ "$(id -u)" = 0 ] || missing="needs root ($1)"
+  [ "$(id -u)" = 0 ] || eng_fail "needs root ($1)"
   for tool in ip nsenter unshare dockerd curl; do
-    [ -n "$missing" ] || command -v "$tool" >/dev/null || missing="$tool is not installed"
+    command -v "$tool" >/dev/null || eng_fail "$tool is not installed"
   done
-  [ -n "$missing" ] || docker version >/dev/null 2>&1 ||
-    missing="no Docker Engine answers (the shared one builds the images)"
-  [ -z "$missing" ] || { eng_log "FAIL: $missing"; exit 1; }
+  docker version >/dev/null 2>&1 || eng_fail "no Docker Engine answers (the shared one builds the images)"
   eng_reap_stale "$2"
 }
 
