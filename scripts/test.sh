@@ -42,22 +42,19 @@ bg_start scripts/check-alerts.sh
 # binaries, side by side: each build has stretches where it uses one core (a big crate, a
 # link), so the two together finish sooner than one after the other. They use different
 # target directories, so neither waits for the other's lock.
+if cargo nextest --version >/dev/null 2>&1; then
+  runner=(cargo nextest run --workspace) serial=()
+else
+  runner=(cargo test --workspace) serial=(-- --test-threads=1)
+fi
 bash scripts/build-static.sh &
 static_pid=$!
 test_build=0
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-run || test_build=$?
-else
-  cargo test --workspace --no-run || test_build=$?
-fi
+"${runner[@]}" --no-run || test_build=$?
 wait "$static_pid"
 [ "$test_build" = 0 ] || { echo "the tests do not build"; exit 1; }
 
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast || failed+=("cargo nextest")
-else
-  cargo test --workspace --no-fail-fast -- --test-threads=1 || failed+=("cargo test")
-fi
+"${runner[@]}" --no-fail-fast "${serial[@]}" || failed+=("${runner[*]:0:2}")
 
 # After the tests (beside them, the load would slow and perturb their timing): a real
 # three-node swarm, and the k8s pod as kubelet + cri-dockerd run it, one after the other on
