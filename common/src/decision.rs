@@ -9,9 +9,9 @@
 //!   image, labels not kept) is [`Decision::Undecided`]: look again with full facts. When
 //!   full facts cannot be had ([`Container::problem`]), it is denied: fail closed.
 
-use crate::container::{Container, State};
+use crate::engine::container::{Container, State};
+use crate::policy::reference::Reference;
 use crate::policy::{Action, Judgement, Mode, Policy, Verdict};
-use crate::reference::Reference;
 
 /// Paths of dockwarden's programs in its image (the Dockerfiles' `COPY` targets).
 pub const PROGRAMS: &[&str] = &["/state-controller", "/status-api"];
@@ -172,7 +172,7 @@ pub fn plan(action: Action, state: State) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::Source;
+    use crate::engine::container::Source;
 
     fn container(name: &str, state: State) -> Container {
         Container {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use bollard::Docker;
 
 use crate::backoff::Backoff;
-use crate::container::ImageFacts;
+use crate::engine::container::ImageFacts;
 use crate::engine::{Engine, EngineError};
 use crate::error::Error;
-use crate::reference::Reference;
+use crate::policy::reference::Reference;
 
 /// How long a request may wait for the engine's response headers. Streams (events, logs)
 /// are not cut by it.
@@ -132,9 +132,11 @@ async fn find_own<E: Engine>(
         .iter()
         .map(|c| crate::identity::Summary {
             id: c.get("Id").and_then(Value::as_str).unwrap_or("").to_string(),
-            labels: crate::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
-            live: crate::container::State::from_engine(c.get("State").and_then(Value::as_str).unwrap_or(""))
-                .is_live(),
+            labels: crate::engine::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
+            live: crate::engine::container::State::from_engine(
+                c.get("State").and_then(Value::as_str).unwrap_or(""),
+            )
+            .is_live(),
             bind_sources: match c.get("Mounts") {
                 Some(Value::Array(m)) => m
                     .iter()

@@ -26,11 +26,11 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
-use crate::container::State;
+use crate::engine::container::State;
 use crate::informer::Stats;
+use crate::informer::store::Store;
 use crate::policy::Mode;
 use crate::reload::PolicyHandle;
-use crate::store::Store;
 
 /// The content type of the exposition text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

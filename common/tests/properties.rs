@@ -7,9 +7,9 @@
 //! parses into a policy that is empty or allows a name the whole file does not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use common::container::{Container, State};
+use common::engine::container::{Container, State};
+use common::policy::reference::{Reference, looks_like_image_id, normalise_name, split_tag};
 use common::policy::{Action, Mode, Policy, PolicyError};
-use common::reference::{Reference, looks_like_image_id, normalise_name, split_tag};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------

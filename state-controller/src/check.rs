@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::decision::{Decision, Plan, decide};
 use common::engine::Engine;
 use common::informer::Informer;
+use common::informer::store::Store;
 use common::policy::Policy;
-use common::store::Store;
 
 /// Exit code for an invalid or missing policy, shared with the controller's start-up.
 pub const EXIT_BAD_POLICY: u8 = 2;

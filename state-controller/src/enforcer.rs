@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::container::{Container, State};
 use common::decision::{Decision, Identity, Plan, decide};
-use common::event::Action as EventAction;
+use common::engine::container::{Container, State};
+use common::engine::event::Action as EventAction;
 use common::informer::Notice;
 use common::policy::Action;
 use common::reload::Loaded;
@@ -365,7 +365,7 @@ impl Enforcer {
         let first = record.logged.as_deref() != Some(key.as_str());
         match &decision {
             Decision::Undecided(missing) => {
-                if c.source == common::container::Source::Inspect {
+                if c.source == common::engine::container::Source::Inspect {
                     tracing::debug!(container = %c.name, missing, "a stored copy cannot settle the policy; inspecting again");
                     out.push(Command::Refresh(c.id.clone()));
                 }

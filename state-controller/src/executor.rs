@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use common::container::Container;
 use common::decision::{Decision, Identity, decide};
 use common::engine::Engine;
+use common::engine::container::Container;
 use common::informer::Refresher;
 use common::policy::Action;
 use common::reload::Loaded;

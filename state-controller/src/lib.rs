@@ -31,9 +31,9 @@ use std::time::Duration;
 use anyhow::Context;
 use common::decision::Identity;
 use common::engine::{Engine, HttpEngine};
+use common::informer::store::Store;
 use common::informer::{self, Informer, Notice};
 use common::reload::PolicyHandle;
-use common::store::Store;
 use tokio::sync::mpsc;
 
 use crate::enforcer::Enforcer;

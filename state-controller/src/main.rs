@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     common::telemetry::init(cli.run.log_format);
     let scope = cli.run.scope.filter(|s| !s.is_empty());
     match cli.command {
-        Some(Command::Healthcheck { url }) => common::probe::healthcheck(&url),
+        Some(Command::Healthcheck { url }) => common::http::probe::healthcheck(&url).await,
         Some(Command::Check(args)) => {
             let Some(path) = cli.run.allowlist else {
                 eprintln!("check needs --allowlist PATH (or DOCKWARDEN_ALLOWLIST)");

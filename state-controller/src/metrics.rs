@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use common::decision::{Decision, Identity, Plan, decide};
 use common::informer::Stats as InformerStats;
+use common::informer::store::Store;
 use common::metrics::{SharedMetrics, counter, gauge};
 use common::reload::PolicyHandle;
-use common::store::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};

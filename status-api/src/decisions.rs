@@ -15,12 +15,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::{Request, StatusCode, Uri, header};
-use hyper_util::rt::TokioIo;
+use common::http::client::{Client, Target};
+use hyper::header::{self, HeaderValue};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 
 /// Time between two fetches: a decision shows here well within a second of the
 /// controller's.
@@ -247,86 +245,33 @@ impl Decisions {
 
     /// Fetches forever, every [`POLL`].
     pub async fn run(self, url: String) {
-        let target = match Target::parse(&url) {
-            Ok(t) => t,
+        let (client, path) = match client_for(&url) {
+            Ok(c) => c,
             Err(e) => {
                 self.apply(Err(e));
                 return std::future::pending().await;
             }
         };
+        let accept = [(header::ACCEPT, HeaderValue::from_static("application/json"))];
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let outcome = match tokio::time::timeout(FETCH_TIMEOUT, target.get()).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer from {url} within {FETCH_TIMEOUT:?}")),
-            };
+            let outcome = client
+                .get("read the controller's decisions", &path, &accept, MAX_BODY)
+                .await
+                .map(|(_, body)| body)
+                .map_err(|e| e.to_string());
             self.apply(outcome);
         }
     }
 }
 
-/// Where the decisions are: `http://host:port` plus `/decisions`.
-struct Target {
-    host: String,
-    port: u16,
-    authority: String,
-    path: String,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<Target, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("--controller-url {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("--controller-url {url:?}: only http:// is supported"));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("--controller-url {url:?} has no host"))?;
-        let base = uri.path().trim_end_matches('/');
-        Ok(Target {
-            host: authority.host().trim_matches(['[', ']']).to_string(),
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.to_string(),
-            path: format!("{base}/decisions"),
-        })
-    }
-
-    async fn get(&self) -> Result<Bytes, String> {
-        let what = format!("http://{}{}", self.authority, self.path);
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot connect to {what}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let req = Request::get(self.path.as_str())
-            .header(header::HOST, self.authority.as_str())
-            .header(header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("{what}: {e}"))?;
-        let result = async {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| format!("{what}: {e}"))?;
-            if resp.status() != StatusCode::OK {
-                return Err(format!("{what} answered {}", resp.status()));
-            }
-            let body = Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| format!("{what}: {e}"))?;
-            Ok(body.to_bytes())
-        }
-        .await;
-        conn.abort();
-        result
-    }
+/// `--controller-url http://host:port[/base]` → a client and the path of `/decisions`.
+fn client_for(url: &str) -> Result<(Client, String), String> {
+    let (target, base) = Target::from_http_url(url).map_err(|e| format!("--controller-url {e}"))?;
+    let client = Client::new(target, format!("the controller at {url}"), FETCH_TIMEOUT);
+    Ok((client, format!("{base}/decisions")))
 }
 
 #[cfg(test)]
@@ -403,14 +348,12 @@ mod tests {
 
     #[test]
     fn controller_urls() {
-        let t = Target::parse("http://state-controller:9090").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("state-controller", 9090, "/decisions")
-        );
-        let t = Target::parse("http://127.0.0.1:9090/base/").unwrap();
-        assert_eq!(t.path, "/base/decisions");
-        assert!(Target::parse("https://x").is_err());
-        assert!(Target::parse("not a url").is_err());
+        let (c, path) = client_for("http://state-controller:9090").unwrap();
+        assert_eq!(*c.target(), Target::Tcp("state-controller:9090".into()));
+        assert_eq!(path, "/decisions");
+        let (_, path) = client_for("http://127.0.0.1:9090/base/").unwrap();
+        assert_eq!(path, "/base/decisions");
+        assert!(client_for("https://x").is_err());
+        assert!(client_for("not a url").is_err());
     }
 }

@@ -110,7 +110,7 @@ pub fn secure(mut resp: Response) -> Response {
 mod tests {
     use std::sync::Arc;
 
-    use common::store::Store;
+    use common::informer::store::Store;
     use serde_json::Value;
     use warp::http::StatusCode;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::LogsOptionsBuilder;
 use bytes::Bytes;
-use common::store::Lookup;
+use common::informer::store::Lookup;
 use futures_util::StreamExt;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;

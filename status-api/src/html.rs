@@ -9,7 +9,7 @@
 //! already killed; published ports apart from EXPOSE-only ones; and what the controller
 //! did, or that it cannot be reached.
 
-use common::container::{Port, State};
+use common::engine::container::{Port, State};
 use common::policy::Mode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 

@@ -54,9 +54,9 @@ use bollard::Docker;
 use common::docker::Identity;
 use common::engine::HttpEngine;
 use common::http::Limits;
+use common::informer::store::Store;
 use common::informer::{self, Informer};
 use common::reload::PolicyHandle;
-use common::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 

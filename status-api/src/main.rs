@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { url }) = cli.command {
         let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/healthz", cli.serve.listen.port()));
-        return common::probe::healthcheck(&url);
+        return common::http::probe::healthcheck(&url).await;
     }
     let args = cli.serve;
     common::telemetry::init(args.log_format);

@@ -9,9 +9,9 @@ use std::sync::{Arc, RwLock};
 
 use common::docker::Identity;
 use common::informer::Stats as InformerStats;
+use common::informer::store::Store;
 use common::metrics::{counter, gauge};
 use common::reload::PolicyHandle;
-use common::store::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;

@@ -1,11 +1,11 @@
 //! The JSON the API answers with (serde types), and [`verdict`], the one place a
 //! container's verdict comes from. Views borrow from the view cache's entries. The container environment is not part
-//! of [`common::container::Container`] and so cannot appear here.
+//! of [`common::engine::container::Container`] and so cannot appear here.
 
 use std::collections::BTreeMap;
 
-use common::container::{Container, Port, State};
 use common::decision::{Decision as Judged, Identity, decide};
+use common::engine::container::{Container, Port, State};
 use common::policy::{Policy, Verdict};
 use serde::Serialize;
 

@@ -14,7 +14,7 @@
 //!
 //! `GET /decisions`: `container=NAME-OR-ID-PREFIX`.
 
-use common::container::{Container, State};
+use common::engine::container::{Container, State};
 use common::policy::Verdict;
 use globset::{GlobBuilder, GlobMatcher};
 

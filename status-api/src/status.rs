@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::container::{Container, State};
+use common::engine::container::{Container, State};
 use jiff::Timestamp;
 
 /// A container's times, parsed once per version of the container (the view cache keeps

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::container::{Container, State};
+use common::engine::container::{Container, State};
 use common::policy::Verdict;
 use common::reload::Loaded;
 use jiff::Timestamp;

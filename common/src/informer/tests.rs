@@ -78,6 +78,7 @@ fn inspect_json(id: &str, name: &str) -> Value {
 fn status(code: u16) -> EngineError {
     EngineError::Status {
         what: "fake".into(),
+        peer: "the fake engine".into(),
         status: code,
         message: "scripted".into(),
     }
@@ -119,7 +120,7 @@ impl Engine for Fake {
         if s.unreachable.iter().any(|b| b == id) {
             return Err(EngineError::Connect {
                 what: "fake".into(),
-                endpoint: "fake".into(),
+                peer: "fake".into(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }

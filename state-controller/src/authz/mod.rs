@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::container::{Container, ImageFacts, Source, State};
 use common::decision::{Decision, Identity, decide};
 use common::engine::Engine;
+use common::engine::container::{Container, ImageFacts, Source, State};
+use common::informer::store::Store;
 use common::reload::PolicyHandle;
-use common::store::Store;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};

@@ -21,6 +21,7 @@ struct Fake {
 fn missing() -> EngineError {
     EngineError::Status {
         what: "fake".into(),
+        peer: "the fake engine".into(),
         status: 404,
         message: "no such thing".into(),
     }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::container::{Container, Source, State};
-use common::event::Action as Ev;
+use common::engine::container::{Container, Source, State};
+use common::engine::event::Action as Ev;
 use common::policy::Policy;
 
 use super::*;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::container::{Container, Source, State, labels_of};
+use crate::engine::container::{Container, Source, State, labels_of};
 
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use crate::container::Container;
+use crate::engine::container::Container;
 
 /// Shared handle; clone freely.
 #[derive(Clone)]
@@ -130,7 +130,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::State;
+    use crate::engine::container::State;
 
     fn c(id: &str, name: &str) -> Arc<Container> {
         Arc::new(Container {

@@ -1,0 +1,9 @@
+//! HTTP, both ways: [`server`] is the hardened HTTP/1.1 server both binaries listen with
+//! (header-read timeout, connection cap, graceful shutdown); [`probe`] is the `healthcheck`
+//! subcommand's request.
+
+pub mod client;
+pub mod probe;
+pub mod server;
+
+pub use server::{Limits, Stats, serve, serve_warp};

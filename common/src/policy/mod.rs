@@ -1,0 +1,218 @@
+//! The allowlist: `allowlist.toml` parsed into a [`Policy`], and the pure decision
+//! [`Policy::evaluate`] that both binaries use. A bad file is refused whole, with its
+//! file, line and column; nothing is guessed.
+//!
+//! Semantics (also in docs/policy.md):
+//! - A container is allowed when ANY `[[allow]]` rule matches; within one rule EVERY field
+//!   given must match. A rule with no field is refused, and so is a file with no rule (an
+//!   empty or truncated file must never read as "deny everything").
+//! - `name` and label values are whole-string, case-sensitive globs: `*` (any run of
+//!   characters, `/` included), `?`, `[...]`/`[!...]`, `{a,b}`, `\` escapes.
+//! - `image` is normalised like Docker does before it is globbed: `nginx:*` is
+//!   `docker.io/library/nginx:*`; no tag means `:latest`. When the first path component is
+//!   itself a wildcard (`*:*`, `*/app:*`) the pattern is matched as written against the
+//!   normalised reference. `name@sha256:<hex>` pins a repo digest (the strong form);
+//!   `sha256:<64 hex>` pins a local image ID.
+
+mod judge;
+mod parse;
+pub mod reference;
+
+use std::fmt;
+use std::time::Duration;
+
+use globset::GlobMatcher;
+use serde::Deserialize;
+
+/// Longest `stop_timeout_secs` accepted; a longer stop is better written as `kill`.
+pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Act on denied containers.
+    #[default]
+    Enforce,
+    /// Log and count what would be done, touch nothing.
+    Audit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// SIGKILL: the container stays, stopped, for inspection.
+    #[default]
+    Kill,
+    /// SIGTERM, then SIGKILL after `stop_timeout_secs`.
+    Stop,
+    /// Force-remove: the container is gone, and when caught at `create` it never runs.
+    Remove,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Kill => "kill",
+            Action::Stop => "stop",
+            Action::Remove => "remove",
+        }
+    }
+}
+
+/// A refused policy file. `Invalid` always carries a position so an operator can go straight
+/// to the mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read the policy: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A validated allowlist.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    pub action: Action,
+    pub stop_timeout: Duration,
+    pub rules: Vec<Rule>,
+}
+
+/// One `[[allow]]` entry, compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// 1-based position among the `[[allow]]` entries, as logs and the API show it.
+    pub index: usize,
+    /// Line of the `[[allow]]` header in the file.
+    pub line: usize,
+    name: Option<Pattern>,
+    image: Option<ImageRule>,
+    labels: Vec<(String, Pattern)>,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    text: String,
+    matcher: GlobMatcher,
+}
+
+#[derive(Debug, Clone)]
+enum ImageRule {
+    /// Glob over the normalised `domain/path:tag`.
+    Tag { written: String, pattern: Pattern },
+    /// Exact normalised `domain/path@sha256:…`, matched against the image's repo digests.
+    Digest { written: String, normalised: String },
+    /// Exact local image ID `sha256:…`.
+    Id(String),
+}
+
+/// The outcome of [`Policy::evaluate`] for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// 1-based index of the first rule that allows the container.
+    pub rule: Option<usize>,
+    /// Human-readable: the matching rule, or why nothing matched.
+    pub reason: String,
+}
+
+/// Why nothing allows a container.
+pub const NO_RULE: &str = "no [[allow]] rule matches";
+
+/// What the policy says about a container on the facts at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    Allowed {
+        rule: usize,
+        reason: String,
+    },
+    Denied {
+        reason: String,
+    },
+    /// The facts at hand cannot settle it; `missing` names what is lacking.
+    Unknown {
+        missing: &'static str,
+    },
+}
+
+/// A match that may not be decidable on partial facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tri {
+    Yes,
+    No,
+    /// Undecidable; names what is missing.
+    Unknown(&'static str),
+}
+
+impl Tri {
+    fn of(b: bool) -> Tri {
+        if b { Tri::Yes } else { Tri::No }
+    }
+
+    /// Conjunction: one `No` settles it, else one `Unknown` leaves it open.
+    fn and(self, next: impl FnOnce() -> Tri) -> Tri {
+        match self {
+            Tri::No => Tri::No,
+            Tri::Yes => next(),
+            Tri::Unknown(m) => match next() {
+                Tri::No => Tri::No,
+                _ => Tri::Unknown(m),
+            },
+        }
+    }
+}
+
+impl Policy {
+    /// Whether any rule looks at label `key`.
+    pub fn uses_label_key(&self, key: &str) -> bool {
+        self.rules.iter().any(|r| r.labels.iter().any(|(k, _)| k == key))
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "allow[{}]", self.index)?;
+        let mut sep = " (";
+        if let Some(n) = &self.name {
+            write!(f, "{sep}name={:?}", n.text)?;
+            sep = ", ";
+        }
+        if let Some(i) = &self.image {
+            let written = match i {
+                ImageRule::Tag { written, .. } | ImageRule::Digest { written, .. } => written,
+                ImageRule::Id(id) => id,
+            };
+            write!(f, "{sep}image={written:?}")?;
+            sep = ", ";
+        }
+        for (k, p) in &self.labels {
+            write!(f, "{sep}label {k}={:?}", p.text)?;
+            sep = ", ";
+        }
+        if sep == ", " {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

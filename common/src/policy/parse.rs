@@ -1,0 +1,223 @@
+//! The policy file: TOML → [`Policy`], refused whole with file:line:column when bad.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use globset::GlobBuilder;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::reference::{self, Reference};
+use super::{Action, ImageRule, MAX_STOP_TIMEOUT_SECS, Mode, Pattern, Policy, PolicyError, Rule};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    action: Action,
+    stop_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    allow: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
+    labels: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+impl Policy {
+    /// Reads and parses a policy file. The error names the file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses policy text; `origin` names it in errors (a path, usually).
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let invalid = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
+            PolicyError::Invalid {
+                path: origin.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        if text.trim().is_empty() {
+            return Err(invalid(
+                None,
+                "the policy is empty: refusing it (an empty allowlist would deny every container)".into(),
+            ));
+        }
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
+        let stop_timeout = match raw.stop_timeout_secs {
+            Some(s) if *s.get_ref() > MAX_STOP_TIMEOUT_SECS => {
+                return Err(invalid(
+                    Some(s.span()),
+                    format!("stop_timeout_secs must be at most {MAX_STOP_TIMEOUT_SECS}"),
+                ));
+            }
+            Some(s) => Duration::from_secs(s.into_inner()),
+            None => Duration::from_secs(10),
+        };
+        if raw.allow.is_empty() {
+            return Err(invalid(
+                None,
+                "no [[allow]] rule: refusing a policy that would deny every container".into(),
+            ));
+        }
+        let mut rules = Vec::with_capacity(raw.allow.len());
+        for (i, spanned) in raw.allow.into_iter().enumerate() {
+            let rule_span = spanned.span();
+            let r = spanned.into_inner();
+            let field = |s: &Spanned<String>, what: &str, f: &dyn Fn(&str) -> Result<(), String>| {
+                f(s.get_ref()).map_err(|m| invalid(Some(s.span()), format!("allow[{}].{what}: {m}", i + 1)))
+            };
+            let name = match &r.name {
+                Some(n) => {
+                    field(n, "name", &check_name)?;
+                    Some(
+                        compile(n.get_ref())
+                            .map_err(|m| invalid(Some(n.span()), format!("allow[{}].name: {m}", i + 1)))?,
+                    )
+                }
+                None => None,
+            };
+            let image = match &r.image {
+                Some(img) => Some(
+                    compile_image(img.get_ref())
+                        .map_err(|m| invalid(Some(img.span()), format!("allow[{}].image: {m}", i + 1)))?,
+                ),
+                None => None,
+            };
+            let mut labels = Vec::new();
+            for (key, value) in r.labels.iter().flatten() {
+                if key.is_empty() {
+                    return Err(invalid(
+                        Some(value.span()),
+                        format!("allow[{}].labels: empty label key", i + 1),
+                    ));
+                }
+                let p = compile(value.get_ref()).map_err(|m| {
+                    invalid(Some(value.span()), format!("allow[{}].labels.{key}: {m}", i + 1))
+                })?;
+                labels.push((key.clone(), p));
+            }
+            if name.is_none() && image.is_none() && labels.is_empty() {
+                return Err(invalid(
+                    Some(rule_span),
+                    format!(
+                        "allow[{}]: a rule needs at least one of name, image, labels (an empty rule would allow everything)",
+                        i + 1
+                    ),
+                ));
+            }
+            rules.push(Rule {
+                index: i + 1,
+                line: line_col(text, rule_span.start).0,
+                name,
+                image,
+                labels,
+            });
+        }
+        Ok(Policy {
+            mode: raw.mode,
+            action: raw.action,
+            stop_timeout,
+            rules,
+        })
+    }
+}
+
+fn check_name(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if n.starts_with('/') {
+        return Err("write names without Docker's leading '/'".into());
+    }
+    Ok(())
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+fn compile(text: &str) -> Result<Pattern, String> {
+    let glob = GlobBuilder::new(text)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| format!("bad glob {text:?}: {}", e.kind()))?;
+    Ok(Pattern {
+        text: text.to_string(),
+        matcher: glob.compile_matcher(),
+    })
+}
+
+/// Compiles an `image` field: digest pin, image-ID pin, or (normalised) tag glob.
+fn compile_image(written: &str) -> Result<ImageRule, String> {
+    if written.is_empty() {
+        return Err("empty pattern".into());
+    }
+    if let Some((name, digest)) = written.split_once('@') {
+        if !reference::is_digest(digest) {
+            return Err("a digest must be sha256: followed by 64 lowercase hex digits".into());
+        }
+        if has_glob(name) {
+            return Err("a digest rule names one repository: no wildcards before '@'".into());
+        }
+        let r = Reference::parse(written).map_err(|e| e.reason.to_string())?;
+        let normalised = r.digested().ok_or("a digest rule needs a digest")?;
+        return Ok(ImageRule::Digest {
+            written: written.to_string(),
+            normalised,
+        });
+    }
+    if written.starts_with("sha256:") {
+        if reference::is_digest(written) {
+            return Ok(ImageRule::Id(written.to_string()));
+        }
+        return Err("an image ID must be sha256: followed by 64 lowercase hex digits".into());
+    }
+    let (name, tag) = reference::split_tag(written);
+    let tag = tag.unwrap_or("latest");
+    if tag.is_empty() || name.is_empty() {
+        return Err("expected [registry/]repository[:tag]".into());
+    }
+    let first_is_glob = has_glob(name.split('/').next().unwrap_or(name));
+    let full = if first_is_glob {
+        format!("{name}:{tag}")
+    } else {
+        if !has_glob(name) {
+            // A literal name must be a valid reference, so typos surface now, not as misses.
+            Reference::parse(name).map_err(|e| e.reason.to_string())?;
+        }
+        format!("{}:{tag}", reference::normalise_name(name))
+    };
+    let pattern = compile(&full)?;
+    Ok(ImageRule::Tag {
+        written: written.to_string(),
+        pattern,
+    })
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+pub(super) fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -1,0 +1,413 @@
+//! The policy's unit tests: parsing, errors with positions, and judging.
+
+use super::judge::hub_twin;
+use super::parse::line_col;
+use super::*;
+use crate::engine::container::Container;
+use crate::engine::container::State;
+use std::time::Duration;
+
+const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn container(name: &str, image: &str) -> Container {
+    Container {
+        id: "c0ffee".into(),
+        name: name.into(),
+        image: image.into(),
+        image_id: format!("sha256:{}", "f".repeat(64)),
+        state: State::Running,
+        ..Default::default()
+    }
+}
+
+fn policy(rules: &str) -> Policy {
+    Policy::parse(rules, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn error(text: &str) -> String {
+    match Policy::parse(text, "allowlist.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn allowed(p: &Policy, c: &Container) -> bool {
+    p.evaluate(c).allowed
+}
+
+#[test]
+fn design_example_parses_and_matches() {
+    let p = policy(&format!(
+        r#"
+mode = "enforce"
+action = "kill"
+stop_timeout_secs = 10
+
+[[allow]]
+name = "web-*"
+[[allow]]
+image = "nginx:*"
+[[allow]]
+image = "redis@sha256:{HEX}"
+[[allow]]
+labels = {{ "com.example.team" = "platform" }}
+"#
+    ));
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.action, Action::Kill);
+    assert_eq!(p.stop_timeout, Duration::from_secs(10));
+    assert_eq!(p.rules.len(), 4);
+    assert_eq!(p.rules[0].line, 6);
+
+    let v = p.evaluate(&container("web-1", "busybox"));
+    assert_eq!((v.allowed, v.rule), (true, Some(1)));
+    assert!(v.reason.contains("name=\"web-*\""), "{}", v.reason);
+    // nginx:* matches nginx:1.27, nginx:latest, docker.io/library/nginx:1.27
+    for img in [
+        "nginx:1.27",
+        "nginx:latest",
+        "nginx",
+        "docker.io/library/nginx:1.27",
+        "library/nginx:1",
+    ] {
+        assert_eq!(p.evaluate(&container("x", img)).rule, Some(2), "{img}");
+    }
+    assert!(!allowed(&p, &container("x", "nginxx:1")));
+    assert!(!allowed(&p, &container("x", "ghcr.io/nginx:1")));
+    assert!(!allowed(&p, &container("x", "evil/nginx:1")));
+    // digest pin matches the given digest and the image's repo digests
+    assert!(allowed(&p, &container("x", &format!("redis@sha256:{HEX}"))));
+    let mut tagged = container("x", "redis:7");
+    assert!(!allowed(&p, &tagged));
+    tagged.image_digests = vec![format!("redis@sha256:{HEX}")];
+    assert_eq!(p.evaluate(&tagged).rule, Some(3));
+    let mut wrong = container("x", "redis:7");
+    wrong.image_digests = vec![format!("redis@sha256:{}", "e".repeat(64))];
+    assert!(!allowed(&p, &wrong));
+    // labels
+    let mut l = container("x", "busybox");
+    l.labels.insert("com.example.team".into(), "platform".into());
+    assert_eq!(p.evaluate(&l).rule, Some(4));
+    l.labels.insert("com.example.team".into(), "platform2".into());
+    assert!(!allowed(&p, &l));
+    let v = p.evaluate(&container("db", "postgres:16"));
+    assert!(!v.allowed);
+    assert_eq!(v.reason, "no [[allow]] rule matches");
+}
+
+#[test]
+fn defaults_are_enforce_kill_ten_seconds() {
+    let p = policy("[[allow]]\nname = \"a\"\n");
+    assert_eq!(
+        (p.mode, p.action, p.stop_timeout),
+        (Mode::Enforce, Action::Kill, Duration::from_secs(10))
+    );
+    let p = policy("mode = \"audit\"\naction = \"remove\"\n[[allow]]\nname = \"a\"\n");
+    assert_eq!((p.mode, p.action), (Mode::Audit, Action::Remove));
+    assert_eq!(
+        policy("action = \"stop\"\n[[allow]]\nname = \"a\"\n").action,
+        Action::Stop
+    );
+}
+
+#[test]
+fn every_field_of_a_rule_must_match() {
+    let p =
+        policy("[[allow]]\nname = \"api-*\"\nimage = \"ghcr.io/org/api:*\"\nlabels = { tier = \"b*\" }\n");
+    let mut c = container("api-1", "ghcr.io/org/api:v3");
+    assert!(!allowed(&p, &c), "label missing");
+    c.labels.insert("tier".into(), "backend".into());
+    assert!(allowed(&p, &c));
+    c.name = "web-1".into();
+    assert!(!allowed(&p, &c), "name differs");
+    c.name = "api-1".into();
+    c.image = "ghcr.io/org/web:v3".into();
+    assert!(!allowed(&p, &c), "image differs");
+}
+
+#[test]
+fn no_tag_means_latest_on_both_sides() {
+    let p = policy("[[allow]]\nimage = \"ghcr.io/org/app\"\n");
+    assert!(allowed(&p, &container("x", "ghcr.io/org/app")));
+    assert!(allowed(&p, &container("x", "ghcr.io/org/app:latest")));
+    assert!(!allowed(&p, &container("x", "ghcr.io/org/app:v1")));
+    let p = policy("[[allow]]\nimage = \"ghcr.io/org/api:*\"\n");
+    assert!(allowed(&p, &container("x", "ghcr.io/org/api")));
+}
+
+#[test]
+fn registry_ports_and_localhost() {
+    let p = policy(
+        "[[allow]]\nimage = \"localhost:5000/team/app\"\n[[allow]]\nimage = \"registry.local:5000/*:v?\"\n",
+    );
+    assert!(allowed(&p, &container("x", "localhost:5000/team/app")));
+    assert!(allowed(&p, &container("x", "localhost:5000/team/app:latest")));
+    assert!(!allowed(&p, &container("x", "localhost:5001/team/app")));
+    assert!(!allowed(&p, &container("x", "team/app")));
+    assert!(allowed(&p, &container("x", "registry.local:5000/a/b:v1")));
+    assert!(!allowed(&p, &container("x", "registry.local:5000/a/b:v10")));
+}
+
+#[test]
+fn wildcard_first_component_is_matched_as_written() {
+    let p = policy("[[allow]]\nimage = \"*:*\"\n");
+    assert!(allowed(&p, &container("x", "anything/at/all:1")));
+    assert!(
+        !allowed(&p, &container("x", &format!("redis@sha256:{HEX}"))),
+        "digest-only refs have no tag"
+    );
+    let p = policy("[[allow]]\nimage = \"*/library/busybox:*\"\n");
+    assert!(allowed(&p, &container("x", "busybox:1")));
+}
+
+#[test]
+fn image_ids_never_match_as_names_but_their_tags_do() {
+    let p = policy("[[allow]]\nimage = \"nginx:*\"\n");
+    let mut c = container("x", &format!("sha256:{HEX}"));
+    c.image_id = format!("sha256:{HEX}");
+    assert!(!allowed(&p, &c));
+    c.image_tags = vec!["nginx:1.27".into()];
+    assert!(allowed(&p, &c));
+    // A short ID (any length, as `docker run 2149f0` takes it) that the engine resolved
+    // by ID prefix is judged by the image's tags, never as library/<hex>:latest ...
+    let mut short = container("x", "0123456789ab");
+    short.image_id = format!("sha256:{HEX}");
+    let star = policy("[[allow]]\nimage = \"*\"\n");
+    assert!(!allowed(&star, &short));
+    for prefix in ["0123", "01234567", "sha256:0123"] {
+        short.image = prefix.into();
+        short.image_tags = vec!["nginx:1.27".into()];
+        assert!(
+            allowed(&p, &short),
+            "{prefix}: allowed by the tag of the image it names"
+        );
+        short.image_tags.clear();
+        assert!(!allowed(&p, &short), "{prefix}");
+    }
+    // ... but a hex string that named an image (no ID has that prefix) is a name.
+    let mut named = container("x", "cafe");
+    named.image_id = format!("sha256:{HEX}");
+    assert!(allowed(&policy("[[allow]]\nimage = \"cafe\"\n"), &named));
+    // Not resolved yet (from an event): undecidable, never guessed.
+    named.source = crate::engine::container::Source::Event;
+    assert!(matches!(star.judge(&named), Judgement::Unknown { .. }));
+}
+
+#[test]
+fn a_digest_beside_a_tag_is_judged_by_the_digest_the_engine_runs() {
+    let p = policy(&format!(
+        "[[allow]]\nimage = \"nginx:1.27\"\n[[allow]]\nimage = \"redis@sha256:{HEX}\"\n"
+    ));
+    let evil = format!("nginx:1.27@sha256:{}", "e".repeat(64));
+    let mut c = container("x", &evil);
+    c.image_tags = vec![];
+    assert!(!allowed(&p, &c), "the tag written beside a digest means nothing");
+    c.image_tags = vec!["nginx:1.27".into()];
+    assert!(
+        allowed(&p, &c),
+        "the image the digest names is tagged nginx:1.27 here"
+    );
+    let c = container("x", &format!("redis:7@sha256:{HEX}"));
+    assert_eq!(p.evaluate(&c).rule, Some(2));
+    let mut unresolved = container("x", &evil);
+    unresolved.source = crate::engine::container::Source::Event;
+    assert!(matches!(p.judge(&unresolved), Judgement::Unknown { .. }));
+}
+
+#[test]
+fn partial_facts_decide_only_what_full_facts_could_not_change() {
+    let p = policy(
+        "[[allow]]\nname = \"web-*\"\n[[allow]]\nlabels = { name = \"x\" }\n[[allow]]\nimage = \"nginx:*\"\n",
+    );
+    let mut ev = container("web-1", "busybox");
+    ev.source = crate::engine::container::Source::Event;
+    ev.hidden_labels = &["name", "image"];
+    assert_eq!(
+        p.judge(&ev),
+        Judgement::Allowed {
+            rule: 1,
+            reason: p.evaluate(&container("web-1", "b")).reason
+        }
+    );
+    ev.name = "db".into();
+    assert!(
+        matches!(p.judge(&ev), Judgement::Unknown { .. }),
+        "rule 2 reads a label the event hides"
+    );
+    ev.hidden_labels = &[];
+    assert_eq!(
+        p.judge(&ev),
+        Judgement::Denied {
+            reason: NO_RULE.into()
+        }
+    );
+    ev.labels_cut = true;
+    assert!(
+        matches!(p.judge(&ev), Judgement::Unknown { .. }),
+        "a label left out of a bounded copy"
+    );
+    ev.labels.insert("name".into(), "x".into());
+    assert!(matches!(p.judge(&ev), Judgement::Allowed { rule: 2, .. }));
+}
+
+#[test]
+fn image_id_pin() {
+    let p = policy(&format!("[[allow]]\nimage = \"sha256:{}\"\n", "f".repeat(64)));
+    assert!(allowed(&p, &container("x", "whatever:1")));
+    let p = policy(&format!("[[allow]]\nimage = \"sha256:{HEX}\"\n"));
+    assert!(!allowed(&p, &container("x", "whatever:1")));
+}
+
+#[test]
+fn globs_are_whole_string_and_case_sensitive() {
+    let p =
+        policy("[[allow]]\nname = \"web-?\"\n[[allow]]\nname = \"db-[0-9]\"\n[[allow]]\nname = \"x[!a]\"\n");
+    assert!(allowed(&p, &container("web-1", "i")));
+    assert!(!allowed(&p, &container("web-12", "i")));
+    assert!(!allowed(&p, &container("my-web-1", "i")));
+    assert!(!allowed(&p, &container("WEB-1", "i")));
+    assert!(allowed(&p, &container("db-7", "i")));
+    assert!(!allowed(&p, &container("db-x", "i")));
+    assert!(allowed(&p, &container("xb", "i")));
+    assert!(!allowed(&p, &container("xa", "i")));
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let e = error("[[allow]]\nname = \"web-*\"\ncolour = \"red\"\n");
+    assert!(e.starts_with("allowlist.toml:3:1: "), "{e}");
+    assert!(e.contains("colour"), "{e}");
+
+    let e = error("[[allow]]\nname = \"web-[\"\n");
+    assert!(
+        e.starts_with("allowlist.toml:2:8: allow[1].name: bad glob"),
+        "{e}"
+    );
+
+    let e = error("mode = \"enforce\"\n[[allow]]\n\n[[allow]]\nname = \"x\"\n");
+    assert!(
+        e.starts_with("allowlist.toml:2:1: allow[1]: a rule needs at least one"),
+        "{e}"
+    );
+
+    let e = error("[[allow]]\nlabels = {}\n");
+    assert!(e.contains("a rule needs at least one"), "{e}");
+
+    let e = error(&format!("[[allow]]\nimage = \"redis@sha256:{}\"\n", &HEX[..63]));
+    assert!(
+        e.starts_with("allowlist.toml:2:9: allow[1].image: a digest must be"),
+        "{e}"
+    );
+
+    let e = error("[[allow]]\nimage = \"Nginx:1\"\n");
+    assert!(e.contains("allow[1].image"), "{e}");
+
+    let e = error(
+        "[[allow]]\nimage = \"red*@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n",
+    );
+    assert!(e.contains("no wildcards before '@'"), "{e}");
+
+    let e = error("mode = \"loud\"\n[[allow]]\nname = \"a\"\n");
+    assert!(e.starts_with("allowlist.toml:1:8: "), "{e}");
+    assert!(e.contains("enforce"), "{e}");
+
+    let e = error("action = \"nuke\"\n[[allow]]\nname = \"a\"\n");
+    assert!(e.contains("kill"), "{e}");
+
+    let e = error("stop_timeout_secs = 9999\n[[allow]]\nname = \"a\"\n");
+    assert!(
+        e.starts_with("allowlist.toml:1:21: stop_timeout_secs must be at most"),
+        "{e}"
+    );
+
+    let e = error("[[allow]]\nname = \"/web\"\n");
+    assert!(e.contains("leading '/'"), "{e}");
+
+    let e = error("[[allow]]\nlabels = { tier = \"[\" }\n");
+    assert!(e.contains("allow[1].labels.tier: bad glob"), "{e}");
+}
+
+#[test]
+fn bad_toml_empty_files_and_no_rules_are_refused() {
+    assert!(error("[[allow]\nname = 1").starts_with("allowlist.toml:1:"));
+    assert!(error("").contains("empty"));
+    assert!(error("  \n# only a comment\n").contains("no [[allow]] rule"));
+    assert!(error("mode = \"enforce\"\n").contains("no [[allow]] rule"));
+    assert!(error("[[allow]]\nname = 5\n").starts_with("allowlist.toml:2:8:"));
+    assert!(error("[allow]\nname = \"a\"\n").starts_with("allowlist.toml:"));
+}
+
+#[test]
+fn line_col_counts_characters() {
+    assert_eq!(line_col("ab\ncdé\nx", 0), (1, 1));
+    assert_eq!(line_col("ab\ncdé\nx", 3), (2, 1));
+    assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
+    assert_eq!(line_col("ab\ncdé\nx", 9), (3, 2));
+    assert_eq!(line_col("ab", 99), (1, 3));
+}
+
+/// How rules read Podman's names for local images (docs/podman.md): `localhost/` is a
+/// registry of its own, not Docker Hub.
+#[test]
+fn podman_local_images_are_localhost_not_docker_hub() {
+    let p = policy(
+        r#"
+[[allow]]
+image = "localhost/app:*"
+[[allow]]
+name = "hub-*"
+image = "tool:*"
+[[allow]]
+image = "*/sidecar:*"
+"#,
+    );
+    // As Podman names an image it built or imported (`podman build -t app`).
+    assert!(allowed(&p, &container("x", "localhost/app:latest")));
+    assert!(allowed(&p, &container("x", "localhost/app")));
+    // Docker Hub's app is another repository, and so is another local path.
+    assert!(!allowed(&p, &container("x", "app:1")));
+    assert!(!allowed(&p, &container("x", "docker.io/library/app:1")));
+    assert!(!allowed(&p, &container("x", "localhost/team/app:1")));
+    // A glob over the registry matches both, by choice.
+    assert!(allowed(&p, &container("x", "localhost/sidecar:v1")));
+    assert!(allowed(&p, &container("x", "docker.io/library/sidecar:v1")));
+
+    // A rule for the Hub name never allows the local image, and the reason says how to
+    // write the rule that would.
+    let v = p.evaluate(&container("hub-1", "localhost/tool:2"));
+    assert!(!v.allowed);
+    assert!(v.reason.starts_with(NO_RULE), "{}", v.reason);
+    assert!(
+        v.reason.contains("allow[2]")
+            && v.reason.contains("docker.io/library/tool:2")
+            && v.reason.contains(r#"write image = "localhost/tool:*""#),
+        "{}",
+        v.reason
+    );
+    // ...only when that rule's other fields hold too.
+    let v = p.evaluate(&container("other", "localhost/tool:2"));
+    assert_eq!(v.reason, NO_RULE);
+    assert_eq!(
+        p.evaluate(&container("hub-1", "ghcr.io/x/tool:2")).reason,
+        NO_RULE
+    );
+}
+
+#[test]
+fn hub_twins_of_podman_names() {
+    assert_eq!(
+        hub_twin("localhost/app:1").as_deref(),
+        Some("docker.io/library/app:1")
+    );
+    assert_eq!(
+        hub_twin("localhost/app").as_deref(),
+        Some("docker.io/library/app:latest")
+    );
+    assert_eq!(
+        hub_twin("localhost/team/app:v").as_deref(),
+        Some("docker.io/team/app:v")
+    );
+    assert_eq!(hub_twin("app:1"), None);
+    assert_eq!(hub_twin("localhost:5000/app:1"), None);
+    assert_eq!(hub_twin(&format!("localhost/app@sha256:{HEX}")), None);
+}
