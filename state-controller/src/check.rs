@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use common::decision::{Decision, Plan, decide};
+use common::decision::{Verdict, decide};
 use common::engine::Engine;
 use common::informer::Informer;
 use common::informer::store::Store;
@@ -68,7 +68,7 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
     let containers = store.list();
     // Run as `check` we are not inside the controller's container: spare by image only if
     // we do run inside one.
-    let me = common::docker::identity(&engine).await;
+    let me = common::identity::discover(&engine).await;
     println!(
         "\n{:<32} {:<40} {:<10} {:<9} WOULD",
         "CONTAINER", "IMAGE", "STATE", "VERDICT"
@@ -76,32 +76,18 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
     let (mut denied, mut allowed) = (0, 0);
     for c in &containers {
         let d = decide(&policy, c, &me);
-        let would = match &d {
-            Decision::Spare(s) => format!("nothing ({})", s.reason()),
-            Decision::Allow(v) => {
-                allowed += 1;
-                format!("nothing: {}", v.reason)
-            }
-            Decision::Undecided(m) => format!("decided when {m} is known"),
-            Decision::Deny {
-                verdict, plan, audit, ..
-            } => {
-                denied += 1;
-                match (plan, audit) {
-                    (Plan::Nothing, _) => format!("nothing (not running): {}", verdict.reason),
-                    (_, true) => format!("log only (audit mode): {}", verdict.reason),
-                    (Plan::Now(a), false) => format!("{}: {}", a.as_str(), verdict.reason),
-                    (Plan::AtStart(a), false) => format!("{} when it starts: {}", a.as_str(), verdict.reason),
-                }
-            }
-        };
+        match d.verdict() {
+            Verdict::Allow => allowed += 1,
+            Verdict::Deny => denied += 1,
+            Verdict::Spare | Verdict::Undecided => {}
+        }
         println!(
             "{:<32} {:<40} {:<10} {:<9} {}",
             c.name,
             c.image,
             c.state.as_str(),
-            d.verdict_name(),
-            would
+            d.verdict().as_str(),
+            d.consequence()
         );
     }
     println!(

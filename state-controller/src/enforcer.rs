@@ -1,7 +1,8 @@
-//! The enforcer as a state machine without I/O: notices from the informer, policy changes
-//! and action results go in; [`Command`]s (act, log, inspect again, retry later) come out.
-//! The decision itself is [`common::decision::decide`]; this module only remembers, per
-//! container, what was decided under which policy generation, what is in flight, what was
+//! The enforcer as a state machine without I/O: notices from the informer, policy changes,
+//! action results and the clock go in; [`Command`]s (act, log, inspect again) and its next
+//! deadline ([`Enforcer::poll_timeout`]) come out. The decision itself is
+//! [`common::decision::decide`]; this module only remembers, per container, what was decided
+//! under which policy generation, which run of it was acted on, what is in flight, what was
 //! logged and what triggered it. [`crate::executor`] runs the commands against the engine.
 //!
 //! - A denied container is acted on as soon as a decision is possible: at `create` for
@@ -9,15 +10,22 @@
 //!   name has not changed since), else when the inspect after the event comes in.
 //! - A decision from an event alone is made only when full facts could not change it
 //!   ([`Decision::Undecided`] otherwise): nothing is cached about images.
-//! - A failed action is retried with backoff while the container is live and denied.
+//! - One run of a container is acted on once: an inspect of the run already acted on (it
+//!   started no later than the start that was acted on) neither acts again nor counts as a
+//!   comeback. A new run (a restart policy, a person) is acted on again, and is one.
+//! - A failed action is retried with backoff while the container is live and denied; the
+//!   retry is a deadline of this machine, not a timer somewhere else.
+//! - Each container counts once per policy generation in the tally, with its first settled
+//!   verdict.
 //! - Every record is dropped when the informer reports the container removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::decision::{Decision, Identity, Plan, decide};
-use common::engine::container::{Container, State};
+use common::backoff::Backoff;
+use common::decision::{Decision, Denied, EventKind, Identity, Plan, Trigger, Verdict, Why, decide};
+use common::engine::container::{Container, Source, State};
 use common::engine::event::Action as EventAction;
 use common::informer::Notice;
 use common::policy::Action;
@@ -25,8 +33,9 @@ use common::reload::Loaded;
 
 /// How many container names the "keeps coming back" report remembers.
 const MAX_TRACKED_NAMES: usize = 10_000;
-/// Longest wait between retries of a failed action.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// First and longest wait between tries of a failed action.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the executor must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +47,6 @@ pub enum Command {
     /// Ask the informer to inspect the container again: the facts at hand (a bounded copy)
     /// cannot settle the policy.
     Refresh(String),
-    /// Call [`Enforcer::on_retry`] for the container after `after`.
-    Retry { id: String, after: Duration },
 }
 
 /// One action to run.
@@ -55,38 +62,33 @@ pub struct Act {
     pub attempt: u32,
 }
 
-/// What a decision line says. `kind` decides the level and the `result`.
+/// What a decision line says: the typed decision, what came of it, and what prompted it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub container: String,
     pub id: String,
     pub image: String,
     pub state: State,
+    pub decision: Decision,
     pub kind: LineKind,
-    /// The rule that allows it, or why it is denied or spared.
-    pub reason: String,
-    pub rule: Option<usize>,
-    /// What prompted the decision: `create event`, `start event`, `inspect`, `new policy`,
-    /// `retry`.
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     /// When that happened (engine or wall clock, ns since the epoch): latency is measured
     /// from it.
     pub trigger_nano: i64,
     pub action: Option<Action>,
 }
 
+/// What a line reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineKind {
-    Allow,
-    Spare,
-    /// Denied, acted on at start (`audit`: would be).
+    /// Allowed or spared: the verdict alone.
+    Judged,
+    /// Denied, acted on at start (`audit`: would be), or acting now.
     Pending {
         audit: bool,
     },
     /// Denied in audit mode: would act now.
     Audit,
-    /// Denied, not live: nothing to do.
-    NotLive,
     /// Denied and acted on: the result.
     Done {
         call_ms: f64,
@@ -96,16 +98,6 @@ pub enum LineKind {
         error: String,
         retry_in: Duration,
     },
-}
-
-impl Line {
-    pub fn verdict(&self) -> &'static str {
-        match self.kind {
-            LineKind::Allow => "allow",
-            LineKind::Spare => "spare",
-            _ => "deny",
-        }
-    }
 }
 
 /// The result of an action on the engine.
@@ -122,38 +114,81 @@ pub enum Outcome {
 /// Counters the state machine keeps; the metrics read them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
+    /// Containers judged, by verdict: once per container and policy generation.
     pub allow: u64,
     pub deny: u64,
     pub spare: u64,
-    /// Denied because their metadata could not be read.
+    /// Denied because their metadata could not be read (counted like the above).
     pub unjudgeable: u64,
     /// Would-be actions in audit mode, by action.
     pub audit: HashMap<&'static str, u64>,
     pub retries: u64,
 }
 
+/// What a logged line was about: the same again is not logged again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Logged {
+    generation: u64,
+    verdict: Verdict,
+    /// For denials: logged again whenever the plan changes (pending at create, acted on at
+    /// start).
+    plan: Option<Plan>,
+    audit: bool,
+}
+
+impl Logged {
+    fn of(generation: u64, d: &Decision) -> Logged {
+        let (plan, audit) = match d {
+            Decision::Deny(Denied { plan, audit, .. }) => (Some(*plan), *audit),
+            _ => (None, false),
+        };
+        Logged {
+            generation,
+            verdict: d.verdict(),
+            plan,
+            audit,
+        }
+    }
+}
+
+/// A decision, the generation it was made under and the name it was made on: the start
+/// fast path acts on it without waiting for an inspect.
+#[derive(Debug)]
+struct Decided {
+    generation: u64,
+    decision: Decision,
+    name: String,
+}
+
 /// What the enforcer remembers about one container.
 #[derive(Debug, Default)]
 struct Record {
-    name: String,
-    /// The last decision, the generation it was made under, and the name it was made on:
-    /// the start fast path acts on it without waiting for an inspect.
-    decided: Option<(u64, Decision, String)>,
-    /// What was last logged, so updates that change nothing are not logged again.
-    logged: Option<String>,
+    decided: Option<Decided>,
+    logged: Option<Logged>,
+    /// The policy generation this container was last counted under.
+    counted: Option<u64>,
     inflight: bool,
     attempt: u32,
+    /// When the failed action is tried again.
+    retry_at: Option<Instant>,
+    /// The start (ns since the epoch) of the run acted on: an inspect of that run (or an
+    /// earlier one) does not act again.
+    acted_run: Option<i64>,
     /// The last event seen and its engine time, until a decision consumed it.
-    event: Option<(&'static str, i64)>,
+    event: Option<(EventKind, i64)>,
 }
 
 pub struct Enforcer {
     me: Identity,
     records: HashMap<String, Record>,
+    /// Due retries, in order (a record's `retry_at` says whether an entry is current).
+    deadlines: BTreeSet<(Instant, String)>,
     /// Actions per workload (a container name, or the pod container, Swarm slot or compose
     /// service it belongs to): one that keeps coming back is reported.
     acted_names: HashMap<String, u32>,
     pub tally: Tally,
+    /// Containers whose latest decision denies them while they are live.
+    denied_live: usize,
 }
 
 impl Enforcer {
@@ -161,8 +196,10 @@ impl Enforcer {
         Enforcer {
             me,
             records: HashMap::new(),
+            deadlines: BTreeSet::new(),
             acted_names: HashMap::new(),
             tally: Tally::default(),
+            denied_live: 0,
         }
     }
 
@@ -173,6 +210,42 @@ impl Enforcer {
 
     pub fn identity(&self) -> &Identity {
         &self.me
+    }
+
+    /// Live containers the policy in force denies, from the latest decision about each
+    /// (in enforce mode they are being acted on; in audit mode they run).
+    pub fn denied_live(&self) -> usize {
+        self.denied_live
+    }
+
+    /// Allowed (or spared) and denied live containers, from the latest decisions.
+    pub fn verdicts(&self) -> (usize, usize) {
+        let allowed = self
+            .records
+            .values()
+            .filter(|r| r.decided.as_ref().is_some_and(|d| d.decision.allowed()))
+            .count();
+        (allowed, self.denied_live)
+    }
+
+    /// Replaces what is remembered as the latest decision about a container, keeping the
+    /// denied-live count.
+    fn set_decided(&mut self, id: &str, decided: Option<Decided>) {
+        let live = |d: &Option<Decided>| d.as_ref().is_some_and(|d| d.decision.denied_live());
+        let record = self.records.entry(id.to_string()).or_default();
+        let before = live(&record.decided);
+        let after = live(&decided);
+        record.decided = decided;
+        match (before, after) {
+            (false, true) => self.denied_live += 1,
+            (true, false) => self.denied_live = self.denied_live.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// When [`Enforcer::on_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at)
     }
 
     /// A change the informer saw. `now_nano` is the wall clock, for triggers without an
@@ -191,15 +264,13 @@ impl Enforcer {
                     .records
                     .get_mut(&c.id)
                     .and_then(|r| r.event.take())
-                    .map_or(("inspect", now_nano), |(what, t)| (what, t));
-                let trigger = if trigger == "inspect" {
-                    trigger
-                } else {
-                    after_event(trigger)
-                };
+                    .map_or((Trigger::Inspect, now_nano), |(what, t)| {
+                        (Trigger::AfterEvent(what), t)
+                    });
                 self.consider(&c, loaded, trigger, at, &mut out);
             }
             Notice::Removed(id) => {
+                self.set_decided(&id, None);
                 self.records.remove(&id);
             }
             Notice::ImageChanged | Notice::Synced { .. } | Notice::Disconnected { .. } => {}
@@ -216,52 +287,57 @@ impl Enforcer {
         loaded: &Loaded,
         out: &mut Vec<Command>,
     ) {
-        let trigger = match action {
-            EventAction::Create => "create event",
-            EventAction::Start => "start event",
-            EventAction::Restart => "restart event",
-            EventAction::Unpause => "unpause event",
+        let kind = match action {
+            EventAction::Create => EventKind::Create,
+            EventAction::Start => EventKind::Start,
+            EventAction::Restart => EventKind::Restart,
+            EventAction::Unpause => EventKind::Unpause,
             EventAction::Rename { .. } => {
                 // A decision made on the old name is void; the inspect that follows judges
                 // the new one.
                 if let Some(r) = self.records.get_mut(id) {
-                    r.decided = None;
-                    r.event = Some(("rename event", time_nano));
+                    r.event = Some((EventKind::Rename, time_nano));
+                    self.set_decided(id, None);
                 }
                 return;
             }
             _ => return,
         };
+        let trigger = Trigger::Event(kind);
         let record = self.records.entry(id.to_string()).or_default();
-        record.event = Some((trigger, time_nano));
+        record.event = Some((kind, time_nano));
         let Some(c) = from_event else { return };
         // The fast path: a (re)start of a container denied at create under this policy,
         // with the name it has now: act without deciding again.
         if c.state == State::Running
-            && let Some((generation, decision, name)) = &record.decided
+            && let Some(Decided {
+                generation,
+                decision,
+                name,
+            }) = &record.decided
             && *generation == loaded.generation
             && *name == c.name
-            && let Decision::Deny {
-                verdict,
+            && let Decision::Deny(Denied {
                 plan: Plan::AtStart(a) | Plan::Now(a),
                 audit: false,
                 ..
-            } = decision
+            }) = decision
         {
             let line = Line {
                 container: c.name.clone(),
                 id: id.to_string(),
                 image: c.image.clone(),
                 state: State::Running,
+                decision: decision.clone(),
                 kind: LineKind::Pending { audit: false },
-                reason: verdict.reason.clone(),
-                rule: None,
                 trigger,
                 trigger_nano: time_nano,
                 action: Some(*a),
             };
             let a = *a;
             record.event = None;
+            // This run is the one acted on: the inspect after this start sees it again.
+            record.acted_run = Some(time_nano);
             let workload = common::identity::workload_key(&c.name, &c.labels);
             self.act(id, a, line, workload, loaded, out);
             return;
@@ -278,13 +354,13 @@ impl Enforcer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         for c in containers {
-            self.consider(c, loaded, "new policy", at, &mut out);
+            self.consider(c, loaded, Trigger::NewPolicy, at, &mut out);
         }
         out
     }
 
-    /// The result of an [`Act`].
-    pub fn on_result(&mut self, act: &Act, outcome: Outcome) -> Vec<Command> {
+    /// The result of an [`Act`]. `now` schedules a retry of a failed action.
+    pub fn on_result(&mut self, act: &Act, outcome: Outcome, now: Instant) -> Vec<Command> {
         let mut out = Vec::new();
         let Some(record) = self.records.get_mut(&act.id) else {
             // Removed meanwhile: report, nothing to retry.
@@ -295,12 +371,13 @@ impl Enforcer {
         match outcome {
             Outcome::Failed(e) => {
                 record.attempt = act.attempt + 1;
+                // The run was not acted on after all: the retry must act on it.
+                record.acted_run = None;
                 let retry_in = retry_delay(act.attempt);
+                let at = now + retry_in;
+                record.retry_at = Some(at);
+                self.deadlines.insert((at, act.id.clone()));
                 out.push(Command::Log(finish(&act.line, Outcome::Failed(e), retry_in)));
-                out.push(Command::Retry {
-                    id: act.id.clone(),
-                    after: retry_in,
-                });
             }
             other => {
                 record.attempt = 0;
@@ -310,26 +387,37 @@ impl Enforcer {
         out
     }
 
-    /// A retry is due: act again if the container is still live and denied. `c` is the
-    /// store's copy (None when gone).
-    pub fn on_retry(
+    /// The clock moved to `now`: retries that are due act again if their container is still
+    /// live and denied. `store` gives the store's copy of a container (None when gone).
+    pub fn on_timeout(
         &mut self,
-        id: &str,
-        c: Option<Arc<Container>>,
+        now: Instant,
+        store: impl Fn(&str) -> Option<Arc<Container>>,
         loaded: &Loaded,
         now_nano: i64,
     ) -> Vec<Command> {
         let mut out = Vec::new();
-        let (Some(c), Some(record)) = (c, self.records.get_mut(id)) else {
-            return out;
-        };
-        if record.inflight {
-            return out;
+        while let Some((at, id)) = self.deadlines.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, id.clone()));
+            let Some(record) = self.records.get_mut(&id) else {
+                continue;
+            };
+            if record.retry_at != Some(at) {
+                continue; // superseded
+            }
+            record.retry_at = None;
+            let Some(c) = store(&id) else { continue };
+            if record.inflight {
+                continue;
+            }
+            self.tally.retries += 1;
+            // Log again even if the line would repeat: this is a new attempt.
+            record.logged = None;
+            self.consider(&c, loaded, Trigger::Retry, now_nano, &mut out);
         }
-        self.tally.retries += 1;
-        // Log again even if the line would repeat: this is a new attempt.
-        record.logged = None;
-        self.consider(&c, loaded, "retry", now_nano, &mut out);
         out
     }
 
@@ -337,109 +425,94 @@ impl Enforcer {
         &mut self,
         c: &Container,
         loaded: &Loaded,
-        trigger: &'static str,
+        trigger: Trigger,
         at: i64,
         out: &mut Vec<Command>,
     ) {
         let decision = decide(&loaded.policy, c, &self.me);
+        if let Decision::Undecided(missing) = decision {
+            if c.source == Source::Inspect {
+                tracing::debug!(container = %c.name, missing = missing.as_str(),
+                    "a stored copy cannot settle the policy; inspecting again");
+                out.push(Command::Refresh(c.id.clone()));
+            }
+            return;
+        }
         let record = self.records.entry(c.id.clone()).or_default();
-        record.name = c.name.clone();
-        let line = |kind, reason: String, rule, action| Line {
+        if record.counted != Some(loaded.generation) {
+            record.counted = Some(loaded.generation);
+            match &decision {
+                Decision::Spare(_) => self.tally.spare += 1,
+                Decision::Allow(_) => self.tally.allow += 1,
+                Decision::Deny(d) => {
+                    self.tally.deny += 1;
+                    if matches!(d.why, Why::Unjudgeable(_)) {
+                        self.tally.unjudgeable += 1;
+                    }
+                }
+                Decision::Undecided(_) => {}
+            }
+        }
+        let key = Logged::of(loaded.generation, &decision);
+        let first = record.logged != Some(key);
+        record.logged = Some(key);
+        self.set_decided(
+            &c.id,
+            Some(Decided {
+                generation: loaded.generation,
+                decision: decision.clone(),
+                name: c.name.clone(),
+            }),
+        );
+        let record = self.records.entry(c.id.clone()).or_default();
+        let line = |kind, action| Line {
             container: c.name.clone(),
             id: c.id.clone(),
             image: c.image.clone(),
             state: c.state,
+            decision: decision.clone(),
             kind,
-            reason,
-            rule,
-            trigger,
+            trigger: trigger.clone(),
             trigger_nano: at,
             action,
         };
-        // Allow and spare are logged once per policy generation; a denial again whenever
-        // its plan changes (pending at create, acted on at start).
-        let key = match &decision {
-            Decision::Deny { plan, audit, .. } => format!("{}|deny|{plan:?}|{audit}", loaded.generation),
-            d => format!("{}|{}", loaded.generation, d.verdict_name()),
+        let Decision::Deny(Denied { plan, audit, .. }) = &decision else {
+            if first {
+                out.push(Command::Log(line(LineKind::Judged, None)));
+            }
+            return;
         };
-        let first = record.logged.as_deref() != Some(key.as_str());
-        match &decision {
-            Decision::Undecided(missing) => {
-                if c.source == common::engine::container::Source::Inspect {
-                    tracing::debug!(container = %c.name, missing, "a stored copy cannot settle the policy; inspecting again");
-                    out.push(Command::Refresh(c.id.clone()));
-                }
-                return;
-            }
-            Decision::Spare(s) => {
+        match (*plan, *audit) {
+            // Not live: nothing to do, and no line per exited container.
+            (Plan::Nothing, _) => {}
+            (Plan::AtStart(a), audit) => {
                 if first {
-                    self.tally.spare += 1;
-                    out.push(Command::Log(line(
-                        LineKind::Spare,
-                        s.reason().to_string(),
-                        None,
-                        None,
-                    )));
+                    out.push(Command::Log(line(LineKind::Pending { audit }, Some(a))));
                 }
             }
-            Decision::Allow(v) => {
+            (Plan::Now(a), true) => {
                 if first {
-                    self.tally.allow += 1;
-                    out.push(Command::Log(line(
-                        LineKind::Allow,
-                        v.reason.clone(),
-                        v.rule,
-                        None,
-                    )));
+                    *self.tally.audit.entry(a.as_str()).or_default() += 1;
+                    out.push(Command::Log(line(LineKind::Audit, Some(a))));
                 }
             }
-            Decision::Deny {
-                verdict,
-                unjudgeable,
-                plan,
-                audit,
-            } => {
-                if first {
-                    self.tally.deny += 1;
-                    if unjudgeable.is_some() {
-                        self.tally.unjudgeable += 1;
-                    }
+            (Plan::Now(a), false) => {
+                let run = started_nano(c).or(match trigger {
+                    Trigger::Event(_) => Some(at),
+                    _ => None,
+                });
+                if let (Some(acted), Some(run)) = (record.acted_run, run)
+                    && run <= acted
+                {
+                    // This run was acted on already (an inspect that raced the action).
+                    return;
                 }
-                let reason = verdict.reason.clone();
-                match (plan, audit) {
-                    // Not live: nothing to do, and no line per exited container.
-                    (Plan::Nothing, _) => {}
-                    (Plan::AtStart(a), audit) => {
-                        if first {
-                            out.push(Command::Log(line(
-                                LineKind::Pending { audit: *audit },
-                                reason,
-                                None,
-                                Some(*a),
-                            )));
-                        }
-                    }
-                    (Plan::Now(a), true) => {
-                        if first {
-                            *self.tally.audit.entry(a.as_str()).or_default() += 1;
-                            out.push(Command::Log(line(LineKind::Audit, reason, None, Some(*a))));
-                        }
-                    }
-                    (Plan::Now(a), false) => {
-                        let l = line(LineKind::Pending { audit: false }, reason, None, Some(*a));
-                        let record = self.records.entry(c.id.clone()).or_default();
-                        record.logged = Some(key.clone());
-                        record.decided = Some((loaded.generation, decision.clone(), c.name.clone()));
-                        let workload = common::identity::workload_key(&c.name, &c.labels);
-                        self.act(&c.id, *a, l, workload, loaded, out);
-                        return;
-                    }
-                }
+                record.acted_run = run;
+                let l = line(LineKind::Pending { audit: false }, Some(a));
+                let workload = common::identity::workload_key(&c.name, &c.labels);
+                self.act(&c.id, a, l, workload, loaded, out);
             }
         }
-        let record = self.records.entry(c.id.clone()).or_default();
-        record.logged = Some(key);
-        record.decided = Some((loaded.generation, decision, c.name.clone()));
     }
 
     /// Starts `action` on the container unless one is already under way. `workload` names
@@ -483,21 +556,16 @@ impl Enforcer {
     }
 }
 
-/// `start event` → `inspect after start event`: the inspect decided, the event is the clock.
-fn after_event(trigger: &'static str) -> &'static str {
-    match trigger {
-        "create event" => "inspect after create event",
-        "start event" => "inspect after start event",
-        "restart event" => "inspect after restart event",
-        "unpause event" => "inspect after unpause event",
-        "rename event" => "inspect after rename event",
-        _ => "inspect",
-    }
+/// When the container's current run started (ns since the epoch), from an inspect.
+fn started_nano(c: &Container) -> Option<i64> {
+    let t: jiff::Timestamp = c.started_at.as_deref()?.parse().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
 }
 
+/// The wait before try `attempt + 1`: the project's one backoff, without jitter (a single
+/// controller retrying one container needs no spreading).
 fn retry_delay(attempt: u32) -> Duration {
-    let d = Duration::from_millis(250).saturating_mul(1 << attempt.min(10).saturating_sub(1));
-    d.min(MAX_RETRY_DELAY)
+    Backoff::new(RETRY_FIRST, RETRY_MAX).delay_of(attempt.saturating_sub(1))
 }
 
 /// The decision line for an action's outcome.

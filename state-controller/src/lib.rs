@@ -4,8 +4,9 @@
 //! - [`config`]: command line and environment.
 //! - [`enforcer`]: the state machine (notices, policies and results in; commands out) over
 //!   the one decision, [`common::decision::decide`].
-//! - [`executor`]: runs the commands against the engine, writes decision lines, keeps the
-//!   recent ones for `/decisions`.
+//! - [`executor`]: runs the commands against the engine and feeds results back.
+//! - [`decisions`]: the decision log (one line per decision, the state list) and the recent
+//!   decisions kept for `/decisions`.
 //! - [`metrics`]: Prometheus metrics, `/metrics`, `/healthz` and `/decisions`.
 //! - [`authz`]: the authorization plugin (prevention), on a unix socket, over the same
 //!   policy and decision.
@@ -18,6 +19,7 @@
 pub mod authz;
 pub mod check;
 pub mod config;
+pub mod decisions;
 pub mod enforcer;
 pub mod executor;
 pub mod metrics;
@@ -25,8 +27,9 @@ pub mod metrics;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::decision::Identity;
@@ -36,8 +39,9 @@ use common::informer::{self, Informer, Notice};
 use common::reload::PolicyHandle;
 use tokio::sync::mpsc;
 
+use crate::decisions::Decisions;
 use crate::enforcer::Enforcer;
-use crate::executor::{Decisions, Executor, Input};
+use crate::executor::{Executor, Finished};
 use crate::metrics::{Endpoint, Metrics};
 
 /// What [`run`] needs.
@@ -101,7 +105,7 @@ pub async fn run(
     );
     let notices = informer.notices();
     let identity: Arc<Mutex<Identity>> = Arc::default();
-    let metrics = Arc::new(Metrics::new(&store, &policy, informer.stats(), identity.clone()));
+    let metrics = Arc::new(Metrics::new(&store, &policy, informer.stats()));
     let decisions = Decisions::default();
     let endpoint = Endpoint {
         metrics: metrics.clone(),
@@ -109,13 +113,13 @@ pub async fn run(
         policy: policy.clone(),
         decisions: decisions.clone(),
     };
-    let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+    let (results_tx, results_rx) = mpsc::unbounded_channel();
     let executor = Executor {
         engine: engine.clone(),
         metrics: metrics.clone(),
         decisions,
         refresher: informer.refresher(),
-        inputs: inputs_tx,
+        results: results_tx,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -144,7 +148,7 @@ pub async fn run(
     }));
     let informer_task = tokio::spawn(informer.run());
     let enforcer_task = tokio::spawn(enforce(
-        engine, store, policy, identity, executor, notices, inputs_rx,
+        engine, store, policy, identity, executor, notices, results_rx,
     ));
 
     let result = tokio::select! {
@@ -166,8 +170,8 @@ pub async fn run(
     result.map_err(Failure::Other)
 }
 
-/// The enforcer's loop: learn who we are, then feed it notices, policies, results and
-/// retries, and hand what it decides to the executor.
+/// The enforcer's loop: learn who we are, then feed it notices, policies, results and the
+/// clock (its own deadlines), and hand what it decides to the executor.
 async fn enforce<E: Engine>(
     engine: E,
     store: Store,
@@ -175,23 +179,24 @@ async fn enforce<E: Engine>(
     identity: Arc<Mutex<Identity>>,
     executor: Executor<E>,
     mut notices: mpsc::Receiver<Notice>,
-    mut inputs: mpsc::UnboundedReceiver<Input>,
+    mut results: mpsc::UnboundedReceiver<Finished>,
 ) -> anyhow::Result<()> {
     // Learn who we are before judging anyone: never act without knowing what to spare.
     // Notices queue up meanwhile (the informer re-lists if they overflow).
-    let me = common::docker::identity(&engine).await;
+    let me = common::identity::discover(&engine).await;
     *identity.lock().unwrap_or_else(|e| e.into_inner()) = me.clone();
     let mut enforcer = Enforcer::new(me);
     let mut policy_rx = policy.subscribe();
     policy_rx.mark_unchanged();
     loop {
+        let deadline = enforcer.poll_timeout();
         let commands = tokio::select! {
             n = notices.recv() => {
                 let Some(n) = n else { anyhow::bail!("the informer stopped sending changes") };
                 let loaded = policy.current();
                 match &n {
                     Notice::Synced { containers, initial } => {
-                        executor::log_state_list(&store.list(), &loaded, enforcer.identity(), *containers, *initial);
+                        decisions::log_state_list(&store.list(), &loaded, enforcer.identity(), *containers, *initial);
                     }
                     Notice::Disconnected { reason } => {
                         tracing::warn!(%reason, "lost the Docker event stream; enforcement resumes after the re-list");
@@ -205,34 +210,33 @@ async fn enforce<E: Engine>(
                     anyhow::bail!("the policy reloader stopped");
                 }
                 let loaded = policy_rx.borrow_and_update().clone();
-                let containers = store.list();
-                let commands = enforcer.on_policy(&loaded, &containers);
-                let (mut allowed, mut denied) = (0, 0);
-                for c in containers.iter().filter(|c| c.state.is_live()) {
-                    match common::decision::decide(&loaded.policy, c, enforcer.identity()) {
-                        common::decision::Decision::Allow(_) | common::decision::Decision::Spare(_) => allowed += 1,
-                        common::decision::Decision::Deny { .. } => denied += 1,
-                        common::decision::Decision::Undecided(_) => {}
-                    }
-                }
+                let commands = enforcer.on_policy(&loaded, &store.list());
+                let (allowed, denied) = enforcer.verdicts();
                 tracing::info!(generation = loaded.generation, mode = loaded.policy.mode.as_str(),
                     action = loaded.policy.action.as_str(), allowed, denied, "new policy applied to every live container");
                 commands
             }
-            i = inputs.recv() => match i {
-                Some(Input::Result(act, outcome)) => {
-                    executor.finished(&act, &outcome);
-                    enforcer.on_result(&act, outcome)
-                }
-                Some(Input::Retry(id)) => enforcer.on_retry(&id, store.get(&id), &policy.current(), informer::now_nano()),
-                None => anyhow::bail!("the executor's channel closed"),
-            },
+            r = results.recv() => {
+                let Some(Finished(act, outcome)) = r else { anyhow::bail!("the executor's channel closed") };
+                executor.finished(&act, &outcome);
+                enforcer.on_result(&act, outcome, Instant::now())
+            }
+            () = sleep_until(deadline) => {
+                enforcer.on_timeout(Instant::now(), |id| store.get(id), &policy.current(), informer::now_nano())
+            }
         };
         executor.execute(commands);
-        *executor.metrics.tally.lock().unwrap_or_else(|e| e.into_inner()) = enforcer.tally.clone();
-        executor
-            .metrics
-            .tracked
-            .store(enforcer.tracked(), std::sync::atomic::Ordering::Relaxed);
+        let m = &executor.metrics;
+        *m.tally.lock().unwrap_or_else(|e| e.into_inner()) = enforcer.tally.clone();
+        m.tracked.store(enforcer.tracked(), Relaxed);
+        m.denied_live.store(enforcer.denied_live(), Relaxed);
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
     }
 }

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use common::decision::{Decision, Identity, Plan, decide};
 use common::informer::Stats as InformerStats;
 use common::informer::store::Store;
 use common::metrics::{SharedMetrics, counter, gauge};
@@ -22,8 +21,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use warp::Filter;
 
+use crate::decisions::{DECISIONS_KEPT, Decisions};
 use crate::enforcer::Tally;
-use crate::executor::Decisions;
 
 type Labels = [(&'static str, &'static str); 2];
 
@@ -39,17 +38,17 @@ pub struct Metrics {
     pub tally: Arc<Mutex<Tally>>,
     /// Containers the enforcer holds a record for.
     pub tracked: Arc<AtomicUsize>,
+    /// Live containers the enforcer's latest decisions deny.
+    pub denied_live: Arc<AtomicUsize>,
     authz: Family<Labels, Counter>,
     authz_latency: Histogram,
 }
 
-/// What is computed at scrape time.
+/// What the enforcer mirrored, read at scrape time.
 struct Scrape {
-    store: Store,
-    policy: PolicyHandle,
-    identity: Arc<Mutex<Identity>>,
     tally: Arc<Mutex<Tally>>,
     tracked: Arc<AtomicUsize>,
+    denied_live: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for Scrape {
@@ -96,27 +95,11 @@ impl Collector for Scrape {
             "Containers the enforcer holds a record for",
             self.tracked.load(Relaxed) as i64,
         )?;
-        let loaded = self.policy.current();
-        let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let denied = self
-            .store
-            .list()
-            .iter()
-            .filter(|c| {
-                matches!(
-                    decide(&loaded.policy, c, &me),
-                    Decision::Deny {
-                        plan: Plan::Now(_) | Plan::AtStart(_),
-                        ..
-                    }
-                )
-            })
-            .count();
         gauge(
             &mut enc,
             "dockwarden_denied_live",
             "Live containers the policy in force denies (in enforce mode they are being acted on; in audit mode they run)",
-            denied as i64,
+            self.denied_live.load(Relaxed) as i64,
         )
     }
 }
@@ -131,12 +114,7 @@ pub struct Endpoint {
 }
 
 impl Metrics {
-    pub fn new(
-        store: &Store,
-        policy: &PolicyHandle,
-        informer: Arc<InformerStats>,
-        identity: Arc<Mutex<Identity>>,
-    ) -> Self {
+    pub fn new(store: &Store, policy: &PolicyHandle, informer: Arc<InformerStats>) -> Self {
         let mut registry = Registry::default();
         let actions = Family::<Labels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -170,17 +148,16 @@ impl Metrics {
         );
         let tally: Arc<Mutex<Tally>> = Arc::default();
         let tracked: Arc<AtomicUsize> = Arc::default();
+        let denied_live: Arc<AtomicUsize> = Arc::default();
         registry.register_collector(Box::new(SharedMetrics {
             store: store.clone(),
             informer,
             policy: Some(policy.clone()),
         }));
         registry.register_collector(Box::new(Scrape {
-            store: store.clone(),
-            policy: policy.clone(),
-            identity,
             tally: tally.clone(),
             tracked: tracked.clone(),
+            denied_live: denied_live.clone(),
         }));
         Metrics {
             registry,
@@ -189,15 +166,21 @@ impl Metrics {
             recurring,
             tally,
             tracked,
+            denied_live,
             authz,
             authz_latency,
         }
     }
 
     /// Counts one authorization answer and its time.
-    pub fn authz(&self, endpoint: &'static str, result: &'static str, since: std::time::Instant) {
+    pub fn authz(
+        &self,
+        endpoint: common::decision::Endpoint,
+        result: &'static str,
+        since: std::time::Instant,
+    ) {
         self.authz
-            .get_or_create(&[("endpoint", endpoint), ("result", result)])
+            .get_or_create(&[("endpoint", endpoint.as_str()), ("result", result)])
             .inc();
         self.authz_latency.observe(since.elapsed().as_secs_f64());
     }
@@ -247,7 +230,7 @@ pub fn routes(ep: Endpoint) -> impl Filter<Extract = (impl warp::Reply,), Error 
         .map(|q: std::collections::HashMap<String, String>, ep: Endpoint| {
             let filter = q.get("container").map(String::as_str).filter(|s| !s.is_empty());
             warp::reply::json(&serde_json::json!({
-                "capacity": crate::executor::DECISIONS_KEPT,
+                "capacity": DECISIONS_KEPT,
                 "decisions": ep.decisions.list(filter),
             }))
         });

@@ -4,10 +4,8 @@
 //! ([`MAX_BODY`]); the last good answer stays on show while the controller is unreachable,
 //! and the page says so.
 //!
-//! The contract (the controller's side): `GET /decisions` →
-//! `{"capacity":1000,"decisions":[{"time","container","id","image","verdict","rule",
-//! "reason","action","result","latency_ms","trigger"}, ...]}`, oldest first; `result` is
-//! `ok`, `error: <msg>`, `audit` (would have acted) or `already gone`.
+//! The contract is [`common::decision::record`]'s: `GET /decisions` →
+//! `{"capacity":1000,"decisions":[DecisionRecord, ...]}`, oldest first, read leniently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::decision::DecisionRecord;
 use common::http::client::{Client, Target};
 use hyper::header::{self, HeaderValue};
 use jiff::Timestamp;
@@ -28,104 +27,21 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer accepted (1,000 decisions take about 400 KB).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// One decision, as the controller reports it. Missing fields default, so one field the
-/// controller stops sending does not blank the whole feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    pub time: Timestamp,
-    #[serde(default)]
-    pub container: String,
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub image: String,
-    #[serde(default)]
-    pub verdict: String,
-    /// 1-based `[[allow]]` rule index, or null.
-    #[serde(default)]
-    pub rule: Option<usize>,
-    #[serde(default)]
-    pub reason: String,
-    /// `kill`, `stop`, `remove`.
-    #[serde(default)]
-    pub action: String,
-    /// `ok`, `error: <msg>`, `audit`, `already gone`.
-    #[serde(default)]
-    pub result: String,
-    #[serde(default)]
-    pub latency_ms: Option<f64>,
-    #[serde(default)]
-    pub trigger: String,
-}
-
 /// `GET /decisions`, the controller's and ours.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Feed {
     #[serde(default)]
     pub capacity: usize,
     #[serde(default)]
-    pub decisions: Vec<Decision>,
+    pub decisions: Vec<DecisionRecord>,
 }
 
 impl Feed {
     /// The decisions about a container given by name or ID prefix (`?container=`).
-    pub fn about<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Decision> + 'a {
+    pub fn about<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a DecisionRecord> + 'a {
         self.decisions
             .iter()
             .filter(move |d| !key.is_empty() && (d.container == key || d.id.starts_with(key)))
-    }
-}
-
-impl Decision {
-    /// Whether dockwarden's action took effect (the container was killed, stopped or
-    /// removed by it).
-    pub fn acted(&self) -> bool {
-        self.result == "ok"
-    }
-
-    /// One sentence for a person: "killed 3 s after start by dockwarden: no rule allows
-    /// it". `started`: when the container started, if known.
-    pub fn sentence(&self, started: Option<Timestamp>) -> String {
-        let done = match self.action.as_str() {
-            "kill" => "killed",
-            "stop" => "stopped",
-            "remove" => "removed",
-            other => other,
-        };
-        let when = match started {
-            Some(s) if self.time >= s => {
-                format!(" {} after start", short_duration(self.time.duration_since(s)))
-            }
-            _ => String::new(),
-        };
-        let why = if self.reason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", self.reason)
-        };
-        match self.result.as_str() {
-            "ok" => format!("{done}{when} by dockwarden{why}"),
-            "audit" => format!("would have been {done}{when} (audit mode: left alone){why}"),
-            "already gone" => format!("already gone when dockwarden went to {}{why}", self.action),
-            r => match r.strip_prefix("error: ") {
-                Some(e) => format!("dockwarden failed to {} it{when} ({e}){why}", self.action),
-                None => format!("{} → {r}{when}{why}", self.action),
-            },
-        }
-    }
-}
-
-/// "850 ms", "3 s", "4 min".
-fn short_duration(d: jiff::SignedDuration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 120_000 {
-        format!("{} s", ms / 1000)
-    } else if ms < 7_200_000 {
-        format!("{} min", ms / 60_000)
-    } else {
-        format!("{} h", ms / 3_600_000)
     }
 }
 
@@ -154,13 +70,13 @@ impl Snapshot {
     }
 
     /// The latest decision about the container with this full ID.
-    pub fn latest_for(&self, id: &str) -> Option<&Decision> {
+    pub fn latest_for(&self, id: &str) -> Option<&DecisionRecord> {
         let feed = self.feed.as_ref()?;
         self.latest.get(id).and_then(|i| feed.decisions.get(*i))
     }
 
     /// The most recent decisions, newest first.
-    pub fn recent(&self, n: usize) -> Vec<&Decision> {
+    pub fn recent(&self, n: usize) -> Vec<&DecisionRecord> {
         self.feed
             .as_ref()
             .map(|f| f.decisions.iter().rev().take(n).collect())
@@ -284,10 +200,6 @@ mod tests {
       {"time":"2026-12-02T14:00:09Z","container":"web","id":"aaaa1111","image":"busybox:1","verdict":"deny","rule":null,"reason":"no [[allow]] rule matches","action":"kill","result":"already gone","latency_ms":1.0,"trigger":"re-list"}
     ]}"#;
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
     #[test]
     fn parses_filters_and_tells_the_latest() {
         let d = Decisions::new(Some("http://c:9090".into()));
@@ -302,8 +214,11 @@ mod tests {
         assert_eq!(feed.about("web").count(), 2);
         assert_eq!(feed.about("bbbb").count(), 1);
         assert_eq!(feed.about("").count(), 0);
-        assert_eq!(s.latest_for("aaaa1111").unwrap().result, "already gone");
-        assert_eq!(s.recent(1)[0].trigger, "re-list");
+        assert_eq!(
+            s.latest_for("aaaa1111").unwrap().result,
+            common::decision::ActionResult::AlreadyGone
+        );
+        assert_eq!(s.recent(1)[0].trigger.to_string(), "re-list");
         // Same bytes again: nothing visible changed, no new version.
         let v1 = d.version();
         d.apply(Ok(Bytes::from_static(FEED.as_bytes())));
@@ -324,26 +239,6 @@ mod tests {
                 .unwrap()
                 .contains("not the decisions JSON")
         );
-    }
-
-    #[test]
-    fn sentences_for_people() {
-        let feed: Feed = serde_json::from_str(FEED).unwrap();
-        let started = Some(ts("2026-12-02T13:59:57.100Z"));
-        assert_eq!(
-            feed.decisions[0].sentence(started),
-            "killed 3 s after start by dockwarden: no [[allow]] rule matches"
-        );
-        assert_eq!(
-            feed.decisions[1].sentence(None),
-            "would have been killed (audit mode: left alone): no [[allow]] rule matches"
-        );
-        assert!(feed.decisions[2].sentence(None).starts_with("already gone"));
-        let mut e = feed.decisions[0].clone();
-        e.result = "error: 500 boom".into();
-        assert!(e.sentence(None).contains("failed to kill it (500 boom)"));
-        let json = serde_json::to_value(&feed).unwrap();
-        assert_eq!(json["decisions"][0]["time"], "2026-12-02T14:00:00.123Z");
     }
 
     #[test]

@@ -312,6 +312,13 @@ pub fn readyz(state: &AppState) -> Result<Response, ApiError> {
 
 /// `GET /metrics`
 pub fn metrics(state: &AppState) -> Result<Response, ApiError> {
+    // The denied count comes from the decisions the page and the JSON show.
+    let snap = state.views.snapshot(state);
+    let denied = snap
+        .policy
+        .is_some()
+        .then(|| snap.entries.iter().filter(|e| e.denied_live()).count());
+    state.metrics.set_denied_live(denied);
     let text = state
         .metrics
         .render()

@@ -13,12 +13,11 @@ use common::engine::container::{Port, State};
 use common::policy::Mode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::decisions::Decision;
-use crate::models::is_spared;
 use crate::query::ListFilter;
 use crate::resources::HealthClass;
 use crate::status::format_seconds;
 use crate::views::{Entry, Snapshot};
+use common::decision::{Decision, DecisionRecord};
 
 /// Content type of every page.
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -173,25 +172,24 @@ fn verdict_cell(e: &Entry, mode: Option<Mode>) -> Markup {
     let Some(v) = &e.verdict else {
         return html! { span.dh { "no allowlist" } };
     };
-    if v.allowed {
-        let text = if is_spared(v) {
-            "spared".to_string()
-        } else {
-            match v.rule {
+    if v.allowed() {
+        let text = match v {
+            Decision::Spare(_) => "spared".to_string(),
+            _ => match v.rule() {
                 Some(r) => format!("allowed by rule {r}"),
                 None => "allowed".to_string(),
-            }
+            },
         };
-        return html! { span.badge.allowed { (text) } div.reason { (v.reason) } };
+        return html! { span.badge.allowed { (text) } div.reason { (v) } };
     }
     if !e.c.state.is_live() {
-        let killed = e.last_action.as_ref().is_some_and(Decision::acted);
+        let killed = e.last_action.as_ref().is_some_and(DecisionRecord::acted);
         return html! {
             span.badge.gone { (if killed { "killed by dockwarden" } else { "exited, denied" }) }
             div.reason {
                 @match &e.last_action {
                     Some(d) => (d.sentence(e.times.started)),
-                    None => (v.reason),
+                    None => (v),
                 }
             }
         };
@@ -199,9 +197,9 @@ fn verdict_cell(e: &Entry, mode: Option<Mode>) -> Markup {
     match mode {
         Some(Mode::Audit) => html! {
             span.badge.audit { "DENIED · audit" }
-            div.reason { "would be killed; audit mode leaves it running. " (v.reason) }
+            div.reason { "would be killed; audit mode leaves it running. " (v) }
         },
-        _ => html! { span.badge.denied { "DENIED" } div.reason { (v.reason) } },
+        _ => html! { span.badge.denied { "DENIED" } div.reason { (v) } },
     }
 }
 
@@ -305,8 +303,9 @@ pub fn list_page(s: &Snapshot, shown: &[impl AsRef<Entry>], filter: Option<&List
     let count = |f: &dyn Fn(&Entry) -> bool| shown.iter().filter(|e| f(e)).count();
     let running = count(&|e| e.c.state == State::Running);
     let denied_live = count(&|e| e.denied() && e.c.state.is_live());
-    let killed =
-        count(&|e| e.denied() && !e.c.state.is_live() && e.last_action.as_ref().is_some_and(Decision::acted));
+    let killed = count(&|e| {
+        e.denied() && !e.c.state.is_live() && e.last_action.as_ref().is_some_and(DecisionRecord::acted)
+    });
     let warning = count(&|e| e.health_class == HealthClass::Warning);
     let critical = count(&|e| e.health_class == HealthClass::Critical);
     let unhealthy = count(&|e| e.c.health.as_deref() == Some("unhealthy") && e.c.state == State::Running);
@@ -349,7 +348,7 @@ pub fn list_page(s: &Snapshot, shown: &[impl AsRef<Entry>], filter: Option<&List
                             _ => "container",
                         };
                         tr class=(row) data-name=(e.c.name) data-state=(state) data-class=(e.health_class.as_str())
-                            data-allowed=[e.verdict.as_ref().map(|v| v.allowed.to_string())] {
+                            data-allowed=[e.verdict.as_ref().map(|v| v.allowed().to_string())] {
                             td { span class=(format!("badge state-{state}")) { (state) } }
                             td.name {
                                 a href=(format!("/containers/{}", e.c.id)) { (e.c.name) }
@@ -433,7 +432,7 @@ fn filter_form(f: &ListFilter, with_policy: bool) -> Markup {
 pub fn detail_page(s: &Snapshot, e: &Entry) -> String {
     let c = &e.c;
     let state = c.state.as_str();
-    let about: Vec<&Decision> = s
+    let about: Vec<&DecisionRecord> = s
         .decisions
         .feed
         .as_ref()

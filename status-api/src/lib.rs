@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use bollard::Docker;
-use common::docker::Identity;
+use common::decision::Identity;
 use common::engine::HttpEngine;
 use common::http::Limits;
 use common::informer::store::Store;
@@ -177,7 +177,6 @@ impl AppState {
             informer: informer_stats,
             policy: policy.clone(),
             resources: resources.stats.clone(),
-            identity: identity.clone(),
             http: http.clone(),
         });
         AppState(Arc::new(Shared {
@@ -213,7 +212,7 @@ impl AppState {
 
     /// Learns this process's own container and image (retrying until the engine answers).
     async fn learn_identity(self, engine: HttpEngine) {
-        self.set_identity(common::docker::identity(&engine).await);
+        self.set_identity(common::identity::discover(&engine).await);
     }
 }
 

@@ -4,10 +4,9 @@
 //! and the denied containers.
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
-use common::docker::Identity;
 use common::informer::Stats as InformerStats;
 use common::informer::store::Store;
 use common::metrics::{counter, gauge};
@@ -43,6 +42,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: HistogramFamily,
+    /// Denied live containers in the view cache's current snapshot (-1: no allowlist).
+    denied_live: Arc<AtomicI64>,
 }
 
 /// What the scrape-time collector reads.
@@ -51,10 +52,15 @@ pub struct Sources {
     pub informer: Arc<InformerStats>,
     pub policy: Option<PolicyHandle>,
     pub resources: Arc<CollectorStats>,
-    /// Whose containers are spared (see `models::verdict`).
-    pub identity: Arc<RwLock<(Identity, u64)>>,
     /// The HTTP server's connections.
     pub http: Arc<common::http::Stats>,
+}
+
+/// What the scrape-time collector reads besides the sources.
+#[derive(Debug)]
+struct Scrape {
+    sources: Sources,
+    denied_live: Arc<AtomicI64>,
 }
 
 impl Metrics {
@@ -78,11 +84,16 @@ impl Metrics {
             informer: sources.informer.clone(),
             policy: sources.policy.clone(),
         }));
-        registry.register_collector(Box::new(sources));
+        let denied_live = Arc::new(AtomicI64::new(-1));
+        registry.register_collector(Box::new(Scrape {
+            sources,
+            denied_live: denied_live.clone(),
+        }));
         Metrics {
             registry,
             requests,
             durations,
+            denied_live,
         }
     }
 
@@ -99,6 +110,13 @@ impl Metrics {
         self.durations
             .get_or_create(&RouteLabels { route })
             .observe(seconds);
+    }
+
+    /// The denied live containers of the snapshot being served (`None`: no allowlist), as
+    /// the view cache counted them: the same decisions the page and the JSON show.
+    pub fn set_denied_live(&self, n: Option<usize>) {
+        let v = n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        self.denied_live.store(v, Relaxed);
     }
 
     /// The exposition text.
@@ -132,27 +150,28 @@ impl fmt::Debug for Sources {
     }
 }
 
-impl Collector for Sources {
+impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let s = &self.sources;
         gauge(
             &mut enc,
             "status_api_http_connections_open",
             "HTTP connections open now",
-            i64::try_from(self.http.open.load(Relaxed)).unwrap_or(i64::MAX),
+            i64::try_from(s.http.open.load(Relaxed)).unwrap_or(i64::MAX),
         )?;
         counter(
             &mut enc,
             "status_api_http_connections",
             "HTTP connections accepted",
-            self.http.accepted.load(Relaxed),
+            s.http.accepted.load(Relaxed),
         )?;
         counter(
             &mut enc,
             "status_api_http_connection_errors",
             "HTTP connections that ended with an error (timeout, reset, malformed request)",
-            self.http.errors.load(Relaxed),
+            s.http.errors.load(Relaxed),
         )?;
-        let r = &self.resources;
+        let r = &s.resources;
         counter(
             &mut enc,
             "status_api_resource_rounds",
@@ -171,20 +190,13 @@ impl Collector for Sources {
             "Duration of the last resource collection round",
             i64::try_from(r.last_round_micros.load(Relaxed)).unwrap_or(i64::MAX),
         )?;
-        if let Some(p) = &self.policy {
-            let loaded = p.current();
-            let me = self.identity.read().unwrap_or_else(|e| e.into_inner()).0.clone();
-            let denied = self
-                .store
-                .list()
-                .iter()
-                .filter(|c| !crate::models::verdict(&loaded.policy, c, &me).allowed)
-                .count();
+        let denied = self.denied_live.load(Relaxed);
+        if denied >= 0 {
             gauge(
                 &mut enc,
                 "status_api_containers_denied",
-                "Containers the allowlist in force does not allow",
-                denied as i64,
+                "Live containers the policy in force denies (in enforce mode the controller acts on them; in audit mode they run)",
+                denied,
             )?;
         }
         Ok(())
@@ -202,7 +214,6 @@ mod tests {
             informer: Arc::default(),
             policy: None,
             resources: Arc::default(),
-            identity: Arc::default(),
             http: Arc::default(),
         });
         m.observe("/containers", &warp::http::Method::GET, 200, 0.001);
@@ -221,5 +232,12 @@ mod tests {
         assert!(text.contains("dockwarden_informer_synced 0"), "{text}");
         assert!(text.contains("status_api_http_connections_open 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("status_api_containers_denied"),
+            "no allowlist, no verdicts"
+        );
+        m.set_denied_live(Some(2));
+        let text = m.render().unwrap();
+        assert!(text.contains("status_api_containers_denied 2"), "{text}");
     }
 }

@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use common::decision::{Decision as Judged, Identity, decide};
-use common::engine::container::{Container, Port, State};
-use common::policy::{Policy, Verdict};
+use common::decision::{Decision, DecisionRecord, WhyKind};
+use common::engine::container::{Port, State};
 use serde::Serialize;
 
-use crate::decisions::Decision;
 use crate::resources::{HealthClass, ResourceClass, Sample};
 use crate::status::format_seconds;
 use crate::views::Entry;
@@ -56,11 +54,11 @@ pub struct ContainerView<'a> {
     pub problem: Option<&'a str>,
     /// `allowed`, `rule`, `reason`: only when the server runs with `--allowlist`.
     #[serde(flatten)]
-    pub verdict: Option<VerdictView<'a>>,
+    pub verdict: Option<VerdictView>,
     /// The controller's latest decision about this container that acted or would have
     /// acted (with `--controller-url`); absent when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_action: Option<&'a Decision>,
+    pub last_action: Option<&'a DecisionRecord>,
 }
 
 /// Resource figures of a running container.
@@ -75,43 +73,24 @@ pub struct ResourcesView {
     pub sampled_at: String,
 }
 
-/// The allowlist's verdict on a container.
+/// The allowlist's verdict on a container: the typed decision's fields.
 #[derive(Debug, Serialize)]
-pub struct VerdictView<'a> {
+pub struct VerdictView {
+    /// Allowed to run: a rule allows it, or it is dockwarden's own (`spared`).
     pub allowed: bool,
     /// 1-based index of the first `[[allow]]` rule that allows it; null when denied (or
     /// spared).
     pub rule: Option<usize>,
-    pub reason: &'a str,
-    /// True for dockwarden's own containers that no rule allows: the controller never acts
-    /// on its own image, so they count as allowed. Only present when true.
+    /// Which rule allows it, why it is denied or spared, or what is not known yet.
+    pub reason: String,
+    /// True for dockwarden's own containers: the controller never acts on them, whatever
+    /// the allowlist says. Only present when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub spared: bool,
+    /// What kind of denial (`no_rule`, `unjudgeable`, ...). Only present when denied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<WhyKind>,
 }
-
-/// The verdict as the controller acts on it, from the one decision
-/// ([`common::decision::decide`]): dockwarden's own containers are spared (reported as
-/// allowed, `spared: true`); a container whose stored facts cannot settle the policy is
-/// reported as not allowed, with the reason saying what is not known yet.
-pub fn verdict(policy: &Policy, c: &Container, me: &Identity) -> Verdict {
-    match decide(policy, c, me) {
-        Judged::Allow(v) => v,
-        Judged::Spare(s) => Verdict {
-            allowed: true,
-            rule: None,
-            reason: format!("{SPARED}: {}", s.reason()),
-        },
-        Judged::Deny { verdict, .. } => verdict,
-        Judged::Undecided(missing) => Verdict {
-            allowed: false,
-            rule: None,
-            reason: format!("undecided: {missing} not known yet (being inspected again)"),
-        },
-    }
-}
-
-/// The reason given for a spared container starts with this.
-pub const SPARED: &str = "spared: never acted on whatever the allowlist says";
 
 /// Every error: `{"error": "<code>", "message": "<what and why>"}`.
 #[derive(Debug, Serialize)]
@@ -148,20 +127,16 @@ impl From<&Sample> for ResourcesView {
     }
 }
 
-impl<'a> From<&'a Verdict> for VerdictView<'a> {
-    fn from(v: &'a Verdict) -> Self {
+impl From<&Decision> for VerdictView {
+    fn from(d: &Decision) -> Self {
         VerdictView {
-            spared: is_spared(v),
-            allowed: v.allowed,
-            rule: v.rule,
-            reason: &v.reason,
+            allowed: d.allowed(),
+            rule: d.rule(),
+            reason: d.to_string(),
+            spared: matches!(d, Decision::Spare(_)),
+            why: d.denied().map(|d| d.why.kind()),
         }
     }
-}
-
-/// Whether a verdict is [`verdict`]'s sparing of dockwarden's own containers.
-pub fn is_spared(v: &Verdict) -> bool {
-    v.allowed && v.rule.is_none() && v.reason.starts_with(SPARED)
 }
 
 impl<'a> ContainerView<'a> {
@@ -196,6 +171,9 @@ impl<'a> ContainerView<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::decision::{Identity, decide};
+    use common::engine::container::Container;
+    use common::policy::Policy;
 
     fn container(id: &str, image_id: &str) -> Container {
         Container {
@@ -217,23 +195,28 @@ mod tests {
             image_id: Some("sha256:dw".into()),
             image_names: vec![],
         };
-        let sibling = verdict(&policy, &container("other", "sha256:dw"), &me);
-        assert!(sibling.allowed && sibling.rule.is_none(), "{sibling:?}");
-        let view = VerdictView::from(&sibling);
-        assert!(view.spared);
-        let json = serde_json::to_value(&view).unwrap();
+        let view = |c: &Container, me: &Identity| VerdictView::from(&decide(&policy, c, me));
+        let sibling = view(&container("other", "sha256:dw"), &me);
+        assert!(
+            sibling.allowed && sibling.rule.is_none() && sibling.spared,
+            "{sibling:?}"
+        );
+        assert_eq!(
+            sibling.reason,
+            "dockwarden's image running dockwarden's own program: never acted on"
+        );
+        let json = serde_json::to_value(&sibling).unwrap();
         assert_eq!(json["spared"], true);
-        let stranger = verdict(&policy, &container("y", "sha256:other"), &me);
+        assert!(json.get("why").is_none());
+        let stranger = view(&container("y", "sha256:other"), &me);
         assert!(!stranger.allowed);
-        let json = serde_json::to_value(VerdictView::from(&stranger)).unwrap();
+        let json = serde_json::to_value(&stranger).unwrap();
         assert!(json.get("spared").is_none(), "only present when true: {json}");
-        let nobody = verdict(&policy, &container("self", "sha256:dw"), &Identity::default());
+        assert_eq!(json["why"], "no_rule");
+        let nobody = view(&container("self", "sha256:dw"), &Identity::default());
         assert!(!nobody.allowed, "outside a container nothing is spared");
         let mut shell = container("other", "sha256:dw");
         shell.path = "/bb/busybox".into();
-        assert!(
-            !verdict(&policy, &shell, &me).allowed,
-            "anything else in our image is judged"
-        );
+        assert!(!view(&shell, &me).allowed, "anything else in our image is judged");
     }
 }

@@ -14,8 +14,8 @@
 //!
 //! `GET /decisions`: `container=NAME-OR-ID-PREFIX`.
 
+use common::decision::Decision;
 use common::engine::container::{Container, State};
-use common::policy::Verdict;
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::errors::{ApiError, show};
@@ -124,13 +124,13 @@ impl ListFilter {
         self.states.is_none() && self.allowed.is_none() && self.name.is_none() && self.image.is_none()
     }
 
-    pub fn matches(&self, c: &Container, verdict: Option<&Verdict>) -> bool {
+    pub fn matches(&self, c: &Container, verdict: Option<&Decision>) -> bool {
         self.states.as_ref().is_none_or(|s| s.contains(&c.state))
             && self.name.as_ref().is_none_or(|p| p.matches(&c.name))
             && self.image.as_ref().is_none_or(|p| p.matches(&c.image))
             && self
                 .allowed
-                .is_none_or(|want| verdict.is_some_and(|v| v.allowed == want))
+                .is_none_or(|want| verdict.is_some_and(|v| v.allowed() == want))
     }
 }
 
@@ -229,11 +229,11 @@ mod tests {
         let f = ListFilter::parse(&q(&[("state", "exited,dead")]), false).unwrap();
         assert!(f.matches(&db, None) && !f.matches(&web, None));
         let f = ListFilter::parse(&q(&[("allowed", "false")]), true).unwrap();
-        let denied = Verdict {
-            allowed: false,
-            rule: None,
-            reason: String::new(),
-        };
+        let denied = Decision::Deny(common::decision::Denied {
+            why: common::decision::Why::NoRule(None),
+            plan: common::decision::Plan::Nothing,
+            audit: false,
+        });
         assert!(f.matches(&web, Some(&denied)));
         assert!(!f.matches(&web, None));
     }

@@ -7,21 +7,20 @@
 //! rendered on first demand), each with an ETag and a gzip copy made once.
 //!
 //! Filtered lists and detail views are built from the entries, not from scratch. Across
-//! snapshots, an entry's parsed times and verdict are kept while its container and the
-//! policy generation stay the same: verdicts come from [`models::verdict`] only.
+//! snapshots, an entry's parsed times and decision are kept while its container and the
+//! policy generation stay the same: decisions come from [`common::decision::decide`] only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use common::decision::{Decision, DecisionRecord, decide};
 use common::engine::container::{Container, State};
-use common::policy::Verdict;
 use common::reload::Loaded;
 use jiff::Timestamp;
 
-use crate::decisions::Decision;
-use crate::models::{self, ContainerView};
+use crate::models::ContainerView;
 use crate::reply::Rendered;
 use crate::resources::{HealthClass, ResourceClass, Sample};
 use crate::status::{Times, status_text};
@@ -32,22 +31,29 @@ use crate::{AppState, decisions, html};
 pub struct Entry {
     pub c: Arc<Container>,
     pub times: Times,
-    /// `None` without an allowlist.
-    pub verdict: Option<Verdict>,
+    /// The one decision about it ([`common::decision::decide`]); `None` without an
+    /// allowlist.
+    pub verdict: Option<Decision>,
     /// Only for a running container.
     pub sample: Option<Sample>,
     pub status: String,
     pub resource_class: ResourceClass,
     pub health_class: HealthClass,
     /// The controller's latest decision about it.
-    pub last_action: Option<Decision>,
+    pub last_action: Option<DecisionRecord>,
     /// This entry as a JSON object (`GET /containers/{id}` and an element of the list).
     pub json: Bytes,
 }
 
 impl Entry {
+    /// Not allowed: denied, or not decided yet (shown as not allowed until it is).
     pub fn denied(&self) -> bool {
-        self.verdict.as_ref().is_some_and(|v| !v.allowed)
+        self.verdict.as_ref().is_some_and(|v| !v.allowed())
+    }
+
+    /// Denied and live, as the controller counts it (`dockwarden_denied_live`).
+    pub fn denied_live(&self) -> bool {
+        self.verdict.as_ref().is_some_and(Decision::denied_live)
     }
 }
 
@@ -121,7 +127,7 @@ pub struct Views {
 struct Base {
     c: Arc<Container>,
     times: Times,
-    verdict: Option<Verdict>,
+    verdict: Option<Decision>,
     generation: Option<u64>,
     identity: u64,
 }
@@ -218,7 +224,7 @@ fn build(
             Some(b) if Arc::ptr_eq(&b.c, &c) && b.generation == generation && b.identity == identity => b,
             _ => Base {
                 times: Times::of(&c),
-                verdict: policy.as_ref().map(|p| models::verdict(&p.policy, &c, &me)),
+                verdict: policy.as_ref().map(|p| decide(&p.policy, &c, &me)),
                 generation,
                 identity,
                 c: c.clone(),

@@ -66,6 +66,31 @@ pub struct Stats {
     pub errors: AtomicU64,
 }
 
+/// A listening socket the server accepts connections from: TCP (the API and metrics ports)
+/// or a Unix socket (the authorization plugin).
+pub trait Listener: Send + 'static {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and a name for its peer (for debug lines).
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Io, String)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, String)> {
+        let (s, peer) = TcpListener::accept(self).await?;
+        let _ = s.set_nodelay(true);
+        Ok((s, peer.to_string()))
+    }
+}
+
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, String)> {
+        let (s, _) = tokio::net::UnixListener::accept(self).await?;
+        Ok((s, "unix socket peer".to_string()))
+    }
+}
+
 /// Serves a warp filter (see [`serve`]).
 pub async fn serve_warp<F>(
     listener: TcpListener,
@@ -84,13 +109,14 @@ pub async fn serve_warp<F>(
 /// Serves `service` on every connection `listener` accepts, HTTP/1.1 only, within `limits`,
 /// until `shutdown` resolves; then stops accepting, lets in-flight requests finish within
 /// the grace period and returns.
-pub async fn serve<S, B>(
-    listener: TcpListener,
+pub async fn serve<L, S, B>(
+    listener: L,
     service: S,
     limits: Limits,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) where
+    L: Listener,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Body + Send + 'static,
@@ -129,7 +155,6 @@ pub async fn serve<S, B>(
             },
             _ = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         stats.accepted.fetch_add(1, Relaxed);
         let guard = Open::new(stats.clone(), permit);
         let conn = http.serve_connection(TokioIo::new(stream), service.clone());

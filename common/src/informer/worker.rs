@@ -29,7 +29,7 @@ enum Attempt {
 /// Brings one container's entry up to date: inspect, or remove when the engine says 404;
 /// after [`INSPECT_TRIES`] failures, report it with what the list shows and the problem.
 async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
-    let mut delay = Duration::from_millis(10);
+    let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(60)).with_factor(3);
     let mut last = String::new();
     for attempt in 1..=INSPECT_TRIES {
         match inspect_once(shared, id).await {
@@ -52,8 +52,7 @@ async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
             }
         }
         if attempt < INSPECT_TRIES {
-            tokio::time::sleep(delay).await;
-            delay *= 3;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     // Bounded tries are over: report what the list shows, with the problem, so that it is

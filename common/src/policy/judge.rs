@@ -1,90 +1,57 @@
-//! What the policy says of one container on the facts at hand: which rule allows it, or
-//! why none does. Pure: no I/O, same answer for the same inputs.
+//! What a rule says of one container's identity (name, image, labels) on the facts at hand,
+//! and the Podman hint for a denial. Pure: no I/O. The decision over all rules and all facts
+//! (identity, power, provenance) is [`crate::decision::decide`].
 
 use super::reference::{self, Reference};
-use super::{ImageRule, Judgement, NO_RULE, Pattern, Policy, Rule, Tri, Verdict};
+use super::{ImageRule, Missing, Pattern, Policy, Rule, Tri};
 use crate::engine::container::Container;
 
-impl Policy {
-    /// Judges `c` on the facts it holds. Pure: no I/O, same answer for the same inputs.
-    ///
-    /// Rules are tried in order; the first that matches allows. A rule that cannot be
-    /// settled on these facts (the image is not resolved yet, a label is hidden or was not
-    /// kept) makes the answer [`Judgement::Unknown`] unless an earlier rule already
-    /// matched: an answer from partial facts is given only when full facts could not change
-    /// it, not even which rule allows.
-    pub fn judge(&self, c: &Container) -> Judgement {
-        for r in &self.rules {
-            match r.check(c) {
-                Tri::Yes => {
-                    return Judgement::Allowed {
-                        rule: r.index,
-                        reason: format!("allowed by {r}"),
-                    };
-                }
-                Tri::No => {}
-                Tri::Unknown(missing) => return Judgement::Unknown { missing },
-            }
-        }
-        Judgement::Denied {
-            reason: self.denial_reason(c),
-        }
-    }
+/// A rule that would allow a Podman-local image under its Docker Hub name: most likely
+/// written for it (see [`Policy::podman_hint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodmanHint {
+    /// The rule, as [`Rule`]'s `Display` writes it.
+    pub rule: String,
+    /// The Hub name the rule allows (`docker.io/library/app:1`).
+    pub hub: String,
+    /// The image as Podman names it (`localhost/app:1`).
+    pub local: String,
+    /// What to write instead.
+    pub fix: String,
+}
 
-    /// Why nothing allows `c`. Podman names images built or imported on the host
+impl Policy {
+    /// When no rule allows `c`: Podman names images built or imported on the host
     /// `localhost/NAME:TAG` where Docker says `NAME:TAG`, which reads as Docker Hub's
     /// `docker.io/library/NAME:TAG`: two different repositories, and a rule for the one never
     /// allows the other (a Hub rule must not let anyone who can build an image here name it
     /// past the policy). A rule that would allow the container under the Hub name was most
-    /// likely written for it: the reason says which, and what to write instead.
-    fn denial_reason(&self, c: &Container) -> String {
-        let Some(hub) = hub_twin(&c.image) else {
-            return NO_RULE.to_string();
-        };
+    /// likely written for it: the hint says which, and what to write instead.
+    pub fn podman_hint(&self, c: &Container) -> Option<PodmanHint> {
+        let hub = hub_twin(&c.image)?;
         let twin = Container {
             image: hub.clone(),
             ..c.clone()
         };
-        let Some(r) = self.rules.iter().find(|r| r.check(&twin) == Tri::Yes) else {
-            return NO_RULE.to_string();
-        };
+        let r = self.rules.iter().find(|r| r.identity(&twin) == Tri::Yes)?;
         let fix = match &r.image {
             Some(ImageRule::Tag { written, .. }) if !written.contains('/') => {
                 format!("write image = \"localhost/{written}\"")
             }
             _ => "write the rule's image with localhost/".to_string(),
         };
-        format!(
-            "{NO_RULE}: {r} allows {hub}, not Podman's local {}; {fix} (docs/podman.md)",
-            c.image
-        )
-    }
-
-    /// [`Policy::judge`] as a yes/no verdict; an undecided judgement is not an allow.
-    pub fn evaluate(&self, c: &Container) -> Verdict {
-        match self.judge(c) {
-            Judgement::Allowed { rule, reason } => Verdict {
-                allowed: true,
-                rule: Some(rule),
-                reason,
-            },
-            Judgement::Denied { reason } => Verdict {
-                allowed: false,
-                rule: None,
-                reason,
-            },
-            Judgement::Unknown { missing } => Verdict {
-                allowed: false,
-                rule: None,
-                reason: format!("undecided: {missing} not known"),
-            },
-        }
+        Some(PodmanHint {
+            rule: r.to_string(),
+            hub,
+            local: c.image.clone(),
+            fix,
+        })
     }
 }
 
 impl Rule {
-    /// Every field given must match.
-    pub fn check(&self, c: &Container) -> Tri {
+    /// Whether `c`'s identity (name, image, labels) matches: every field given must match.
+    pub fn identity(&self, c: &Container) -> Tri {
         let name = self
             .name
             .as_ref()
@@ -100,16 +67,14 @@ impl Rule {
 
 fn label_check(c: &Container, key: &str, p: &Pattern) -> Tri {
     if c.hidden_labels.contains(&key) {
-        return Tri::Unknown("a label the event does not show");
+        return Tri::Unknown(Missing::HiddenLabel);
     }
     match c.labels.get(key) {
         Some(v) => Tri::of(p.matcher.is_match(v)),
-        None if c.labels_cut => Tri::Unknown("a label left out of the stored copy"),
+        None if c.labels_cut => Tri::Unknown(Missing::CutLabel),
         None => Tri::No,
     }
 }
-
-const UNRESOLVED: &str = "the image (not resolved yet)";
 
 /// How the engine reads the image reference a container was created with.
 enum Given<'a> {
@@ -158,7 +123,7 @@ impl ImageRule {
                     // A full ID names exactly one image, resolved or not.
                     Tri::of(c.image == *id)
                 } else {
-                    Tri::Unknown(UNRESOLVED)
+                    Tri::Unknown(Missing::Image)
                 }
             }
             ImageRule::Tag { pattern, .. } => {
@@ -171,7 +136,7 @@ impl ImageRule {
                                 .any(|t| pattern.matcher.is_match(&t)),
                         )
                     } else {
-                        Tri::Unknown(UNRESOLVED)
+                        Tri::Unknown(Missing::Image)
                     }
                 };
                 match given(&c.image) {
@@ -202,7 +167,7 @@ impl ImageRule {
                             .any(|d| d == *normalised),
                     )
                 } else {
-                    Tri::Unknown(UNRESOLVED)
+                    Tri::Unknown(Missing::Image)
                 }
             }
         }

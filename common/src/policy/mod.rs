@@ -14,7 +14,7 @@
 //!   normalised reference. `name@sha256:<hex>` pins a repo digest (the strong form);
 //!   `sha256:<64 hex>` pins a local image ID.
 
-mod judge;
+pub mod judge;
 mod parse;
 pub mod reference;
 
@@ -27,7 +27,7 @@ use serde::Deserialize;
 /// Longest `stop_timeout_secs` accepted; a longer stop is better written as `kill`.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Act on denied containers.
@@ -37,7 +37,7 @@ pub enum Mode {
     Audit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// SIGKILL: the container stays, stopped, for inspection.
@@ -124,33 +124,33 @@ enum ImageRule {
     Id(String),
 }
 
-/// The outcome of [`Policy::evaluate`] for one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub allowed: bool,
-    /// 1-based index of the first rule that allows the container.
-    pub rule: Option<usize>,
-    /// Human-readable: the matching rule, or why nothing matched.
-    pub reason: String,
-}
-
 /// Why nothing allows a container.
 pub const NO_RULE: &str = "no [[allow]] rule matches";
 
-/// What the policy says about a container on the facts at hand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Judgement {
-    Allowed {
-        rule: usize,
-        reason: String,
-    },
-    Denied {
-        reason: String,
-    },
-    /// The facts at hand cannot settle it; `missing` names what is lacking.
-    Unknown {
-        missing: &'static str,
-    },
+/// What the facts at hand lack to settle the policy: a container seen only through an event,
+/// or a stored copy that left something out. Judged again when full facts come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// The image is not resolved yet (ID, repo tags and digests).
+    Image,
+    /// A label the event's attributes hide (they overwrite labels named like their keys).
+    HiddenLabel,
+    /// A label left out of a bounded stored copy.
+    CutLabel,
+    /// Whether it runs dockwarden's own program (an event naming our image).
+    OwnProgram,
+}
+
+impl Missing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Image => "the image (not resolved yet)",
+            Missing::HiddenLabel => "a label the event does not show",
+            Missing::CutLabel => "a label left out of the stored copy",
+            Missing::OwnProgram => "whether it runs dockwarden's own program",
+        }
+    }
 }
 
 /// A match that may not be decidable on partial facts.
@@ -159,7 +159,7 @@ pub enum Tri {
     Yes,
     No,
     /// Undecidable; names what is missing.
-    Unknown(&'static str),
+    Unknown(Missing),
 }
 
 impl Tri {

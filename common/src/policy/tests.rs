@@ -3,6 +3,7 @@
 use super::judge::hub_twin;
 use super::parse::line_col;
 use super::*;
+use crate::decision::{Decision, Identity, decide};
 use crate::engine::container::Container;
 use crate::engine::container::State;
 use std::time::Duration;
@@ -32,7 +33,12 @@ fn error(text: &str) -> String {
 }
 
 fn allowed(p: &Policy, c: &Container) -> bool {
-    p.evaluate(c).allowed
+    evaluate(p, c).allowed()
+}
+
+/// The one decision, for a process that is no container's (nothing spared).
+fn evaluate(p: &Policy, c: &Container) -> Decision {
+    decide(p, c, &Identity::default())
 }
 
 #[test]
@@ -59,9 +65,9 @@ labels = {{ "com.example.team" = "platform" }}
     assert_eq!(p.rules.len(), 4);
     assert_eq!(p.rules[0].line, 6);
 
-    let v = p.evaluate(&container("web-1", "busybox"));
-    assert_eq!((v.allowed, v.rule), (true, Some(1)));
-    assert!(v.reason.contains("name=\"web-*\""), "{}", v.reason);
+    let v = evaluate(&p, &container("web-1", "busybox"));
+    assert_eq!((v.allowed(), v.rule()), (true, Some(1)));
+    assert!(v.to_string().contains("name=\"web-*\""), "{v}");
     // nginx:* matches nginx:1.27, nginx:latest, docker.io/library/nginx:1.27
     for img in [
         "nginx:1.27",
@@ -70,7 +76,7 @@ labels = {{ "com.example.team" = "platform" }}
         "docker.io/library/nginx:1.27",
         "library/nginx:1",
     ] {
-        assert_eq!(p.evaluate(&container("x", img)).rule, Some(2), "{img}");
+        assert_eq!(evaluate(&p, &container("x", img)).rule(), Some(2), "{img}");
     }
     assert!(!allowed(&p, &container("x", "nginxx:1")));
     assert!(!allowed(&p, &container("x", "ghcr.io/nginx:1")));
@@ -80,19 +86,19 @@ labels = {{ "com.example.team" = "platform" }}
     let mut tagged = container("x", "redis:7");
     assert!(!allowed(&p, &tagged));
     tagged.image_digests = vec![format!("redis@sha256:{HEX}")];
-    assert_eq!(p.evaluate(&tagged).rule, Some(3));
+    assert_eq!(evaluate(&p, &tagged).rule(), Some(3));
     let mut wrong = container("x", "redis:7");
     wrong.image_digests = vec![format!("redis@sha256:{}", "e".repeat(64))];
     assert!(!allowed(&p, &wrong));
     // labels
     let mut l = container("x", "busybox");
     l.labels.insert("com.example.team".into(), "platform".into());
-    assert_eq!(p.evaluate(&l).rule, Some(4));
+    assert_eq!(evaluate(&p, &l).rule(), Some(4));
     l.labels.insert("com.example.team".into(), "platform2".into());
     assert!(!allowed(&p, &l));
-    let v = p.evaluate(&container("db", "postgres:16"));
-    assert!(!v.allowed);
-    assert_eq!(v.reason, "no [[allow]] rule matches");
+    let v = evaluate(&p, &container("db", "postgres:16"));
+    assert!(!v.allowed());
+    assert_eq!(v.to_string(), "no [[allow]] rule matches");
 }
 
 #[test]
@@ -190,7 +196,7 @@ fn image_ids_never_match_as_names_but_their_tags_do() {
     assert!(allowed(&policy("[[allow]]\nimage = \"cafe\"\n"), &named));
     // Not resolved yet (from an event): undecidable, never guessed.
     named.source = crate::engine::container::Source::Event;
-    assert!(matches!(star.judge(&named), Judgement::Unknown { .. }));
+    assert!(matches!(evaluate(&star, &named), Decision::Undecided(_)));
 }
 
 #[test]
@@ -208,10 +214,10 @@ fn a_digest_beside_a_tag_is_judged_by_the_digest_the_engine_runs() {
         "the image the digest names is tagged nginx:1.27 here"
     );
     let c = container("x", &format!("redis:7@sha256:{HEX}"));
-    assert_eq!(p.evaluate(&c).rule, Some(2));
+    assert_eq!(evaluate(&p, &c).rule(), Some(2));
     let mut unresolved = container("x", &evil);
     unresolved.source = crate::engine::container::Source::Event;
-    assert!(matches!(p.judge(&unresolved), Judgement::Unknown { .. }));
+    assert!(matches!(evaluate(&p, &unresolved), Decision::Undecided(_)));
 }
 
 #[test]
@@ -222,32 +228,23 @@ fn partial_facts_decide_only_what_full_facts_could_not_change() {
     let mut ev = container("web-1", "busybox");
     ev.source = crate::engine::container::Source::Event;
     ev.hidden_labels = &["name", "image"];
-    assert_eq!(
-        p.judge(&ev),
-        Judgement::Allowed {
-            rule: 1,
-            reason: p.evaluate(&container("web-1", "b")).reason
-        }
-    );
+    assert_eq!(evaluate(&p, &ev), evaluate(&p, &container("web-1", "b")));
     ev.name = "db".into();
     assert!(
-        matches!(p.judge(&ev), Judgement::Unknown { .. }),
+        matches!(evaluate(&p, &ev), Decision::Undecided(_)),
         "rule 2 reads a label the event hides"
     );
     ev.hidden_labels = &[];
-    assert_eq!(
-        p.judge(&ev),
-        Judgement::Denied {
-            reason: NO_RULE.into()
-        }
-    );
+    let d = evaluate(&p, &ev);
+    assert!(matches!(d, Decision::Deny(_)), "{d:?}");
+    assert_eq!(d.to_string(), NO_RULE);
     ev.labels_cut = true;
     assert!(
-        matches!(p.judge(&ev), Judgement::Unknown { .. }),
+        matches!(evaluate(&p, &ev), Decision::Undecided(_)),
         "a label left out of a bounded copy"
     );
     ev.labels.insert("name".into(), "x".into());
-    assert!(matches!(p.judge(&ev), Judgement::Allowed { rule: 2, .. }));
+    assert_eq!(evaluate(&p, &ev).rule(), Some(2));
 }
 
 #[test]
@@ -374,21 +371,20 @@ image = "*/sidecar:*"
 
     // A rule for the Hub name never allows the local image, and the reason says how to
     // write the rule that would.
-    let v = p.evaluate(&container("hub-1", "localhost/tool:2"));
-    assert!(!v.allowed);
-    assert!(v.reason.starts_with(NO_RULE), "{}", v.reason);
+    let v = evaluate(&p, &container("hub-1", "localhost/tool:2"));
+    assert!(!v.allowed());
+    assert!(v.to_string().starts_with(NO_RULE), "{v}");
     assert!(
-        v.reason.contains("allow[2]")
-            && v.reason.contains("docker.io/library/tool:2")
-            && v.reason.contains(r#"write image = "localhost/tool:*""#),
-        "{}",
-        v.reason
+        v.to_string().contains("allow[2]")
+            && v.to_string().contains("docker.io/library/tool:2")
+            && v.to_string().contains(r#"write image = "localhost/tool:*""#),
+        "{v}"
     );
     // ...only when that rule's other fields hold too.
-    let v = p.evaluate(&container("other", "localhost/tool:2"));
-    assert_eq!(v.reason, NO_RULE);
+    let v = evaluate(&p, &container("other", "localhost/tool:2"));
+    assert_eq!(v.to_string(), NO_RULE);
     assert_eq!(
-        p.evaluate(&container("hub-1", "ghcr.io/x/tool:2")).reason,
+        evaluate(&p, &container("hub-1", "ghcr.io/x/tool:2")).to_string(),
         NO_RULE
     );
 }

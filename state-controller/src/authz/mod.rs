@@ -24,18 +24,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::decision::{Decision, Identity, decide};
+use common::decision::{
+    ActionResult, Decision, DecisionRecord, Denied, Endpoint, Identity, Plan, Trigger, Why, decide,
+};
 use common::engine::Engine;
 use common::engine::container::{Container, ImageFacts, Source, State};
 use common::informer::store::Store;
-use common::reload::PolicyHandle;
+use common::policy::Mode;
+use common::reload::{Loaded, PolicyHandle};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use crate::executor::{DecisionRecord, Decisions, now_rfc3339};
+use crate::decisions::Decisions;
 use crate::metrics::Metrics;
 use request::{AuthzRequest, Route};
 
@@ -85,39 +87,25 @@ pub fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))
 }
 
-/// Serves the plugin on `listener` until `shutdown` resolves.
+/// Serves the plugin on `listener` until `shutdown` resolves, with the header-read timeout
+/// and connection cap every server of dockwarden has ([`common::http::server`]).
 pub async fn serve<E: Engine>(
     listener: tokio::net::UnixListener,
     authz: Arc<Authz<E>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "authorization plugin: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let svc = hyper::service::service_fn(move |req| {
         let authz = authz.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let authz = authz.clone();
-                async move { Ok::<_, Infallible>(authz.handle(req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, "authorization plugin connection ended");
-            }
-        });
-    }
+        async move { Ok::<_, Infallible>(authz.handle(req).await) }
+    });
+    common::http::serve(
+        listener,
+        svc,
+        common::http::Limits::default(),
+        Arc::default(),
+        shutdown,
+    )
+    .await;
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
@@ -130,26 +118,110 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// What the plugin makes of one judged request: the answer, and the record and log line
+/// when it refused (or, in audit mode, would have). Pure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub answer: Answer,
+    /// `allow`, `deny` or `audit`, as the metrics count it.
+    pub result: &'static str,
+    pub record: Option<DecisionRecord>,
+}
+
+/// Answers `decision` about `c` (None: a request that names no container) under `loaded`.
+pub fn verdict(
+    loaded: &Loaded,
+    path: &Path,
+    endpoint: Endpoint,
+    c: Option<&Container>,
+    decision: &Decision,
+) -> Judged {
+    if decision.allowed() {
+        return Judged {
+            answer: Answer::allow(),
+            result: "allow",
+            record: None,
+        };
+    }
+    let audit = loaded.policy.mode == Mode::Audit;
+    let (name, image, id) = c.map_or(("", "", ""), |c| {
+        (c.name.as_str(), c.image.as_str(), c.id.as_str())
+    });
+    let result = if audit {
+        ActionResult::Audit
+    } else {
+        ActionResult::Refused
+    };
+    let record = DecisionRecord::new(decision, name, id, image, None, result, Trigger::Authz(endpoint));
+    if audit {
+        return Judged {
+            answer: Answer::allow(),
+            result: "audit",
+            record: Some(record),
+        };
+    }
+    let what = match (name, image) {
+        ("", "") => String::new(),
+        ("", i) => format!(" (image {i})"),
+        (n, "") => format!(" {n:?}"),
+        (n, i) => format!(" {n:?} (image {i})"),
+    };
+    Judged {
+        answer: Answer {
+            allow: false,
+            msg: format!(
+                "dockwarden policy {} (generation {}) refuses {} of container{what}: {decision}",
+                path.display(),
+                loaded.generation,
+                endpoint.as_str(),
+            ),
+        },
+        result: "deny",
+        record: Some(record),
+    }
+}
+
+/// A request that cannot be judged: denied, saying why (audit mode lets it through).
+fn unjudgeable(loaded: &Loaded, why: String) -> Decision {
+    Decision::Deny(Denied {
+        why: Why::Unjudgeable(why),
+        plan: Plan::Nothing,
+        audit: loaded.policy.mode == Mode::Audit,
+    })
+}
+
+fn endpoint_of(route: &Route) -> Endpoint {
+    match route {
+        Route::Create { .. } => Endpoint::Create,
+        Route::Run { what: "restart", .. } => Endpoint::Restart,
+        Route::Run { what: "unpause", .. } => Endpoint::Unpause,
+        Route::Run { .. } => Endpoint::Start,
+        Route::Exec { .. } => Endpoint::Exec,
+        Route::Other => Endpoint::Other,
+    }
+}
+
 impl<E: Engine> Authz<E> {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
         // Read every request's body whole, even the ones not looked at: a connection whose
         // request body was left unread is closed after the answer, and the engine's plugin
         // client, reusing it a moment later, fails and retries after a second.
-        let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                let a = self.refuse("request", format!("unreadable authorization request: {e}"));
-                return answer(&a);
-            }
-        };
+        let body = Limited::new(req.into_body(), MAX_REQUEST).collect().await;
         match path.as_str() {
             "/Plugin.Activate" => reply(StatusCode::OK, json!({"Implements": ["authz"]})),
             "/AuthZPlugin.AuthZRes" => reply(StatusCode::OK, json!({"Allow": true})),
             "/AuthZPlugin.AuthZReq" => {
-                let a = match serde_json::from_slice::<AuthzRequest>(&body) {
+                let parsed = body.map_err(|e| e.to_string()).and_then(|b| {
+                    serde_json::from_slice::<AuthzRequest>(&b.to_bytes()).map_err(|e| e.to_string())
+                });
+                let a = match parsed {
                     Ok(r) => self.judge(&r).await,
-                    Err(e) => self.refuse("request", format!("unreadable authorization request: {e}")),
+                    Err(e) => {
+                        let loaded = self.policy.current();
+                        let d = unjudgeable(&loaded, format!("unreadable authorization request: {e}"));
+                        self.answer(&loaded, Endpoint::Request, Instant::now(), None, &d)
+                    }
                 };
                 answer(&a)
             }
@@ -160,114 +232,75 @@ impl<E: Engine> Authz<E> {
         }
     }
 
-    /// Judges one request.
+    /// Judges one request, on one read of the policy.
     pub async fn judge(&self, r: &AuthzRequest) -> Answer {
         let t0 = Instant::now();
+        let loaded = self.policy.current();
         let route = match request::route(&r.method, &r.uri) {
             Ok(route) => route,
-            Err(e) => return self.refuse("request", format!("{} {}: {e}", r.method, r.uri)),
+            Err(e) => {
+                let d = unjudgeable(&loaded, format!("{} {}: {e}", r.method, r.uri));
+                return self.answer(&loaded, Endpoint::Request, t0, None, &d);
+            }
         };
+        let endpoint = endpoint_of(&route);
         if route == Route::Other {
-            self.metrics.authz("other", "allow", t0);
+            self.metrics.authz(endpoint, "allow", t0);
             return Answer::allow();
         }
-        let endpoint = route.endpoint();
+        let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let facts = match &route {
             Route::Create { name } => self.create_facts(r, name.as_deref()).await,
-            Route::Run { container, .. } | Route::Exec { container } => self.existing(container).await,
-            Route::Other => unreachable_other(),
+            Route::Run { container, .. } | Route::Exec { container } => {
+                self.existing(container, &loaded, &me).await
+            }
+            Route::Other => Ok(None),
         };
-        let c = match facts {
-            Ok(Some(c)) => c,
+        let (c, decision) = match facts {
+            Ok(Some(c)) => {
+                let d = match decide(&loaded.policy, &c, &me) {
+                    Decision::Undecided(m) => {
+                        unjudgeable(&loaded, format!("{} not known before it runs", m.as_str()))
+                    }
+                    d => d,
+                };
+                (Some(c), d)
+            }
             // No such container: the engine answers 404 itself.
             Ok(None) => {
                 self.metrics.authz(endpoint, "allow", t0);
                 return Answer::allow();
             }
-            Err(why) => return self.refused(endpoint, t0, None, why, self.audit()),
+            Err(why) => (None, unjudgeable(&loaded, why)),
         };
-        let loaded = self.policy.current();
-        let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let audit = self.audit();
-        match decide(&loaded.policy, &c, &me) {
-            Decision::Allow(_) | Decision::Spare(_) => {
-                self.metrics.authz(endpoint, "allow", t0);
-                Answer::allow()
-            }
-            Decision::Deny { verdict, .. } => self.refused(endpoint, t0, Some(&c), verdict.reason, audit),
-            Decision::Undecided(missing) => self.refused(
-                endpoint,
-                t0,
-                Some(&c),
-                format!("cannot be judged before it runs: {missing} not known"),
-                audit,
-            ),
-        }
+        self.answer(&loaded, endpoint, t0, c.as_ref(), &decision)
     }
 
-    /// Audit mode: everything passes, what would be refused is logged and counted.
-    fn audit(&self) -> bool {
-        self.policy.current().policy.mode == common::policy::Mode::Audit
-    }
-
-    /// A refusal that names no container (an unreadable request).
-    fn refuse(&self, endpoint: &'static str, why: String) -> Answer {
-        self.refused(endpoint, Instant::now(), None, why, self.audit())
-    }
-
-    fn refused(
+    /// Turns a decision into the answer, and logs, counts and keeps what it refused.
+    fn answer(
         &self,
-        endpoint: &'static str,
+        loaded: &Loaded,
+        endpoint: Endpoint,
         t0: Instant,
         c: Option<&Container>,
-        reason: String,
-        audit: bool,
+        d: &Decision,
     ) -> Answer {
-        let loaded = self.policy.current();
-        let (name, image, id) = c.map_or(("", "", ""), |c| {
-            (c.name.as_str(), c.image.as_str(), c.id.as_str())
-        });
-        let trigger = trigger(endpoint);
-        let took_us = t0.elapsed().as_micros() as u64;
-        if audit {
-            self.metrics.authz(endpoint, "audit", t0);
-            tracing::warn!(container = %name, image = %image, verdict = "deny", reason = %reason, action = "refuse",
-                result = "would refuse (audit mode)", trigger, took_us, "decision");
-        } else {
-            self.metrics.authz(endpoint, "deny", t0);
-            tracing::warn!(container = %name, image = %image, verdict = "deny", reason = %reason, action = "refuse",
-                result = "refused", trigger, took_us, "decision");
+        let judged = verdict(loaded, &self.policy.path, endpoint, c, d);
+        self.metrics.authz(endpoint, judged.result, t0);
+        if let Some(record) = judged.record {
+            let took_us = t0.elapsed().as_micros() as u64;
+            let (container, image) = (&record.container, &record.image);
+            let trigger = record.trigger.to_string();
+            if judged.result == "audit" {
+                tracing::warn!(container = %container, image = %image, verdict = "deny", reason = %d, action = "refuse",
+                    result = "would refuse (audit mode)", trigger, took_us, "decision");
+            } else {
+                tracing::warn!(container = %container, image = %image, verdict = "deny", reason = %d, action = "refuse",
+                    result = "refused", trigger, took_us, "decision");
+            }
+            self.decisions.push(record);
         }
-        self.decisions.push(DecisionRecord {
-            time: now_rfc3339(),
-            container: name.to_string(),
-            id: id.to_string(),
-            image: image.to_string(),
-            verdict: "deny",
-            rule: None,
-            reason: reason.clone(),
-            action: Some("refuse"),
-            result: if audit { "audit".into() } else { "refused".into() },
-            latency_ms: None,
-            trigger,
-        });
-        if audit {
-            return Answer::allow();
-        }
-        let what = match (name, image) {
-            ("", "") => String::new(),
-            ("", i) => format!(" (image {i})"),
-            (n, "") => format!(" {n:?}"),
-            (n, i) => format!(" {n:?} (image {i})"),
-        };
-        Answer {
-            allow: false,
-            msg: format!(
-                "dockwarden policy {} (generation {}) refuses {endpoint} of container{what}: {reason}",
-                self.policy.path.display(),
-                loaded.generation
-            ),
-        }
+        judged.answer
     }
 
     /// The container a create request would make, as the engine will read it.
@@ -316,11 +349,9 @@ impl<E: Engine> Authz<E> {
 
     /// A container that exists, by ID, name or ID prefix: from the picture when that can
     /// settle it, else inspected whole. `None` when the engine has no such container.
-    async fn existing(&self, key: &str) -> Result<Option<Container>, String> {
-        let loaded = self.policy.current();
-        let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    async fn existing(&self, key: &str, loaded: &Loaded, me: &Identity) -> Result<Option<Container>, String> {
         if let Ok(c) = self.store.resolve(key)
-            && !matches!(decide(&loaded.policy, &c, &me), Decision::Undecided(_))
+            && !matches!(decide(&loaded.policy, &c, me), Decision::Undecided(_))
         {
             return Ok(Some((*c).clone()));
         }
@@ -351,21 +382,6 @@ fn answer(a: &Answer) -> Response<Full<Bytes>> {
     } else {
         reply(StatusCode::OK, json!({"Allow": false, "Msg": a.msg}))
     }
-}
-
-fn trigger(endpoint: &str) -> &'static str {
-    match endpoint {
-        "create" => "authz create",
-        "start" => "authz start",
-        "restart" => "authz restart",
-        "unpause" => "authz unpause",
-        "exec" => "authz exec",
-        _ => "authz request",
-    }
-}
-
-fn unreachable_other() -> Result<Option<Container>, String> {
-    Err("internal: an unjudged route reached the judge".into())
 }
 
 #[cfg(test)]

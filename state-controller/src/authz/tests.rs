@@ -81,7 +81,7 @@ fn plugin(policy: &str) -> Authz<Fake> {
         ("c1".to_string(), running.clone()),
         ("bad-running".to_string(), running),
     ]);
-    let metrics = Arc::new(Metrics::new(&store, &policy, Arc::default(), Arc::default()));
+    let metrics = Arc::new(Metrics::new(&store, &policy, Arc::default()));
     Authz {
         policy,
         store,
@@ -267,8 +267,8 @@ async fn audit_mode_lets_it_through_and_keeps_the_decision() {
     assert!(a.allow);
     let kept = p.decisions.list(None);
     assert_eq!(
-        (kept.len(), kept[0].result.as_str(), kept[0].trigger),
-        (1, "audit", "authz create")
+        (kept.len(), kept[0].result.as_text(), kept[0].trigger.to_string()),
+        (1, "audit".into(), "authz create".to_string())
     );
     // Even what cannot be judged passes in audit mode, logged as it would be refused.
     let mut no_body = create("/containers/create", "", Some("application/json"));

@@ -1,17 +1,30 @@
 //! The one decision: policy × container facts × who we are → [`Decision`]. Pure, no I/O.
-//! Every path calls it: the controller's enforcer, its authorization plugin, `check`, and
-//! status-api's verdicts, spared flags and metrics. Nothing else decides.
+//! Every path calls [`decide`]: the controller's enforcer, its authorization plugin,
+//! `check`, and status-api's verdicts, spared flags and metrics. Nothing else decides, and
+//! the decision travels as this typed value to every log line, record and answer; its text
+//! is made in one place ([`text`]).
 //!
 //! - dockwarden's own containers are spared whatever the policy says: this process's own
 //!   container, and containers of its image whose program is one of dockwarden's (and not
 //!   covered by a mount). Anything else in that image is judged like any container.
-//! - A container whose facts cannot settle the policy (an event that does not resolve the
-//!   image, labels not kept) is [`Decision::Undecided`]: look again with full facts. When
-//!   full facts cannot be had ([`Container::problem`]), it is denied: fail closed.
+//! - Rules are tried in order; the first that allows decides. A rule that cannot be settled
+//!   on the facts at hand (an event that does not resolve the image, a label not kept) makes
+//!   the decision [`Decision::Undecided`] unless an earlier rule already allowed: an answer
+//!   from partial facts is given only when full facts could not change it, not even which
+//!   rule allows. When full facts cannot be had ([`Container::problem`]), what is known
+//!   decides, and a container it does not allow is denied: fail closed.
+
+pub mod record;
+mod text;
+
+use std::sync::Arc;
 
 use crate::engine::container::{Container, State};
+use crate::policy::judge::PodmanHint;
 use crate::policy::reference::Reference;
-use crate::policy::{Action, Judgement, Mode, Policy, Verdict};
+use crate::policy::{Action, Missing, Mode, Policy, Tri};
+
+pub use record::{ActionResult, DecisionRecord, Endpoint, EventKind, Trigger};
 
 /// Paths of dockwarden's programs in its image (the Dockerfiles' `COPY` targets).
 pub const PROGRAMS: &[&str] = &["/state-controller", "/status-api"];
@@ -36,17 +49,8 @@ pub enum Spare {
     OwnProgram,
 }
 
-impl Spare {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Spare::OwnContainer => "dockwarden's own container: never acted on",
-            Spare::OwnProgram => "dockwarden's image running dockwarden's own program: never acted on",
-        }
-    }
-}
-
 /// What to do about a denied container now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Plan {
     /// Not live (exited, dead, being removed): nothing to do.
     Nothing,
@@ -56,51 +60,138 @@ pub enum Plan {
     AtStart(Action),
 }
 
+/// The verdict alone, as logs, metrics, records and the API name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+    Spare,
+    /// Also what a record with a verdict this build does not know reads as.
+    #[serde(other)]
+    Undecided,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Spare => "spare",
+            Verdict::Undecided => "undecided",
+        }
+    }
+}
+
+/// A rule that allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// 1-based index of the `[[allow]]` rule.
+    pub rule: usize,
+    /// The rule as written (`allow[2] (image="nginx:*")`).
+    pub rule_text: Arc<str>,
+}
+
+/// Why a container is denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// No rule matches it; on Podman, maybe a rule written for the Docker Hub name.
+    NoRule(Option<PodmanHint>),
+    /// Its metadata could not be read whole, and what is known does not allow it.
+    Unjudgeable(String),
+}
+
+/// What the kind of a denial is, as records and the API name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhyKind {
+    NoRule,
+    Unjudgeable,
+    /// What a record with a kind this build does not know reads as.
+    #[serde(other)]
+    Other,
+}
+
+impl Why {
+    pub fn kind(&self) -> WhyKind {
+        match self {
+            Why::NoRule(_) => WhyKind::NoRule,
+            Why::Unjudgeable(_) => WhyKind::Unjudgeable,
+        }
+    }
+}
+
+/// A denial, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub why: Why,
+    pub plan: Plan,
+    /// Audit mode: log and count, touch nothing.
+    pub audit: bool,
+}
+
 /// The outcome of [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Spare(Spare),
-    Allow(Verdict),
-    Deny {
-        verdict: Verdict,
-        /// Set when the container was denied because its metadata could not be read.
-        unjudgeable: Option<String>,
-        plan: Plan,
-        /// Audit mode: log and count, touch nothing.
-        audit: bool,
-    },
+    Allow(Allowed),
+    Deny(Denied),
     /// The facts at hand cannot settle it; names what is missing.
-    Undecided(&'static str),
+    Undecided(Missing),
 }
 
 impl Decision {
-    /// `allow`, `deny`, `spare` or `undecided`, as logs and metrics name verdicts.
-    pub fn verdict_name(&self) -> &'static str {
+    pub fn verdict(&self) -> Verdict {
         match self {
-            Decision::Spare(_) => "spare",
-            Decision::Allow(_) => "allow",
-            Decision::Deny { .. } => "deny",
-            Decision::Undecided(_) => "undecided",
+            Decision::Spare(_) => Verdict::Spare,
+            Decision::Allow(_) => Verdict::Allow,
+            Decision::Deny(_) => Verdict::Deny,
+            Decision::Undecided(_) => Verdict::Undecided,
         }
+    }
+
+    /// Allowed to run: a rule allows it, or it is dockwarden's own.
+    pub fn allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_) | Decision::Spare(_))
+    }
+
+    /// The rule that allows it.
+    pub fn rule(&self) -> Option<usize> {
+        match self {
+            Decision::Allow(a) => Some(a.rule),
+            _ => None,
+        }
+    }
+
+    pub fn denied(&self) -> Option<&Denied> {
+        match self {
+            Decision::Deny(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Denied and live (acted on in enforce mode, running in audit mode).
+    pub fn denied_live(&self) -> bool {
+        matches!(self, Decision::Deny(d) if d.plan != Plan::Nothing)
     }
 
     /// The action to take now, unless audit mode or the container's state defers it.
     pub fn action_now(&self) -> Option<Action> {
         match self {
-            Decision::Deny {
+            Decision::Deny(Denied {
                 plan: Plan::Now(a),
                 audit: false,
                 ..
-            } => Some(*a),
+            }) => Some(*a),
             _ => None,
         }
     }
 }
 
 impl Identity {
-    /// Whether `c` is ours to spare; `Unknown` when its facts cannot tell (an event that
-    /// names an image that may be ours).
-    pub fn spares(&self, c: &Container) -> Result<Option<Spare>, &'static str> {
+    /// Whether `c` is ours to spare; `Err` when its facts cannot tell (an event that names
+    /// an image that may be ours).
+    pub fn spares(&self, c: &Container) -> Result<Option<Spare>, Missing> {
         if self.container_id.as_deref() == Some(c.id.as_str()) {
             return Ok(Some(Spare::OwnContainer));
         }
@@ -120,11 +211,7 @@ impl Identity {
                 r.tagged().is_some_and(|t| self.image_names.contains(&t))
                     || r.digested().is_some_and(|d| self.image_names.contains(&d))
             });
-        if maybe {
-            Err("whether it runs dockwarden's own program")
-        } else {
-            Ok(None)
-        }
+        if maybe { Err(Missing::OwnProgram) } else { Ok(None) }
     }
 }
 
@@ -134,28 +221,34 @@ pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
     if let Ok(Some(s)) = spare {
         return Decision::Spare(s);
     }
-    let judgement = policy.judge(c);
-    let deny = |reason: String, unjudgeable: Option<String>| Decision::Deny {
-        verdict: Verdict {
-            allowed: false,
-            rule: None,
-            reason,
-        },
-        unjudgeable,
-        plan: plan(policy.action, c.state),
-        audit: policy.mode == Mode::Audit,
+    let mut unknown = None;
+    for r in &policy.rules {
+        match r.identity(c) {
+            Tri::Yes => {
+                return Decision::Allow(Allowed {
+                    rule: r.index,
+                    rule_text: r.to_string().into(),
+                });
+            }
+            Tri::No => {}
+            Tri::Unknown(m) => {
+                unknown = Some(m);
+                break;
+            }
+        }
+    }
+    let deny = |why| {
+        Decision::Deny(Denied {
+            why,
+            plan: plan(policy.action, c.state),
+            audit: policy.mode == Mode::Audit,
+        })
     };
-    match (judgement, spare, &c.problem) {
-        (Judgement::Allowed { rule, reason }, _, _) => Decision::Allow(Verdict {
-            allowed: true,
-            rule: Some(rule),
-            reason,
-        }),
+    match (unknown, spare, &c.problem) {
         // Full facts cannot be had: what is known did not allow it.
-        (_, _, Some(problem)) => deny(format!("cannot be judged: {problem}"), Some(problem.clone())),
-        (Judgement::Unknown { missing }, _, None) => Decision::Undecided(missing),
-        (Judgement::Denied { .. }, Err(missing), None) => Decision::Undecided(missing),
-        (Judgement::Denied { reason }, Ok(_), None) => deny(reason, None),
+        (_, _, Some(problem)) => deny(Why::Unjudgeable(problem.clone())),
+        (Some(m), _, None) | (None, Err(m), None) => Decision::Undecided(m),
+        (None, Ok(_), None) => deny(Why::NoRule(policy.podman_hint(c))),
     }
 }
 
@@ -217,7 +310,7 @@ mod tests {
     fn kill_and_stop_wait_for_start_remove_acts_at_create() {
         let me = Identity::default();
         let plan_of = |head: &str, s| match decide(&policy(head), &container("x", s), &me) {
-            Decision::Deny { plan, .. } => plan,
+            Decision::Deny(d) => d.plan,
             d => panic!("{d:?}"),
         };
         assert_eq!(
@@ -253,11 +346,11 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Deny {
+                Decision::Deny(Denied {
                     audit: true,
                     plan: Plan::Now(Action::Kill),
                     ..
-                }
+                })
             ),
             "{d:?}"
         );
@@ -276,18 +369,18 @@ mod tests {
         let mut shell = sibling.clone();
         shell.path = "/bb/busybox".into();
         assert!(
-            matches!(decide(&p, &shell, &me()), Decision::Deny { .. }),
+            matches!(decide(&p, &shell, &me()), Decision::Deny(_)),
             "a shell in our image is judged"
         );
         let mut shadowed = sibling.clone();
         shadowed.path_mounted = true;
         assert!(
-            matches!(decide(&p, &shadowed, &me()), Decision::Deny { .. }),
+            matches!(decide(&p, &shadowed, &me()), Decision::Deny(_)),
             "a program mounted over ours is not ours"
         );
         let mut other_image = sibling;
         other_image.image_id = "sha256:other".into();
-        assert!(matches!(decide(&p, &other_image, &me()), Decision::Deny { .. }));
+        assert!(matches!(decide(&p, &other_image, &me()), Decision::Deny(_)));
     }
 
     #[test]
@@ -297,14 +390,11 @@ mod tests {
         ev.source = Source::Event;
         ev.image_id = String::new();
         ev.image = "dockwarden:local".into();
-        assert_eq!(
-            decide(&p, &ev, &me()),
-            Decision::Undecided("whether it runs dockwarden's own program")
-        );
+        assert_eq!(decide(&p, &ev, &me()), Decision::Undecided(Missing::OwnProgram));
         ev.image = "abcdef".into(); // a prefix of our image ID
         assert!(matches!(decide(&p, &ev, &me()), Decision::Undecided(_)));
         ev.image = "busybox:1".into();
-        assert!(matches!(decide(&p, &ev, &me()), Decision::Deny { .. }));
+        assert!(matches!(decide(&p, &ev, &me()), Decision::Deny(_)));
         ev.name = "ok-1".into();
         ev.image = "dockwarden:local".into();
         assert!(
@@ -326,24 +416,54 @@ mod tests {
         let mut c = container("x", State::Running);
         c.source = Source::List;
         c.problem = Some("inspect failed 6 times: HTTP 500".into());
-        match decide(&p, &c, &Identity::default()) {
-            Decision::Deny {
-                unjudgeable: Some(why),
-                verdict,
+        let d = decide(&p, &c, &Identity::default());
+        match &d {
+            Decision::Deny(Denied {
+                why: Why::Unjudgeable(why),
                 plan,
                 ..
-            } => {
+            }) => {
                 assert!(why.contains("HTTP 500"));
-                assert!(
-                    verdict.reason.starts_with("cannot be judged"),
-                    "{}",
-                    verdict.reason
-                );
-                assert_eq!(plan, Plan::Now(Action::Kill));
+                assert_eq!(*plan, Plan::Now(Action::Kill));
             }
             d => panic!("{d:?}"),
         }
+        assert!(d.to_string().starts_with("cannot be judged"), "{d}");
         c.name = "ok-2".into();
         assert!(matches!(decide(&p, &c, &Identity::default()), Decision::Allow(_)));
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn the_text_of_each_decision() {
+        let p = Policy::parse("[[allow]]\nname = \"ok-*\"\n", "t").unwrap();
+        let c = |name: &str| Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            image: "busybox:1".into(),
+            image_id: "sha256:1".into(),
+            state: State::Running,
+            ..Default::default()
+        };
+        let me = Identity::default();
+        let allow = decide(&p, &c("ok-1"), &me);
+        assert_eq!(allow.to_string(), "allowed by allow[1] (name=\"ok-*\")");
+        assert_eq!(
+            allow.consequence(),
+            "nothing: allowed by allow[1] (name=\"ok-*\")"
+        );
+        let deny = decide(&p, &c("x"), &me);
+        assert_eq!(deny.to_string(), "no [[allow]] rule matches");
+        assert_eq!(deny.consequence(), "kill: no [[allow]] rule matches");
+        let spare = Decision::Spare(Spare::OwnContainer);
+        assert_eq!(spare.to_string(), "dockwarden's own container: never acted on");
+        assert_eq!(
+            Decision::Undecided(Missing::Image).to_string(),
+            "undecided: the image (not resolved yet) not known yet"
+        );
     }
 }
