@@ -2,12 +2,6 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Docker API ({step}): {source}")]
-    Docker {
-        step: &'static str,
-        #[source]
-        source: bollard::errors::Error,
-    },
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     #[error("cannot watch {path}: {source}")]
@@ -16,10 +10,4 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
-}
-
-impl Error {
-    pub fn docker(step: &'static str, source: bollard::errors::Error) -> Self {
-        Error::Docker { step, source }
-    }
 }

@@ -16,14 +16,12 @@
 //! - [`http`]: the one HTTP client ([`http::client`]), the hardened HTTP/1.1 server both
 //!   binaries listen with ([`http::server`]), the `healthcheck` probe ([`http::probe`]).
 //! - [`identity`]: which container is this process's own (plain Docker, Swarm, a Kubernetes
-//!   pod under cri-dockerd), from its mount table, cgroup and pod, as pure functions;
-//!   [`docker`]: bollard connections (status-api's stats and logs), who we are.
+//!   pod under cri-dockerd), from its mount table, cgroup and pod ([`identity::discover`]).
 //! - [`metrics`]: the informer and policy metrics both binaries export under one set of names.
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
 pub mod backoff;
 pub mod decision;
-pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod http;

@@ -122,7 +122,7 @@ mod tests {
         AppState::new(
             Store::new(),
             None,
-            tokio::sync::watch::channel(None).1,
+            common::engine::HttpEngine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
             Arc::default(),
             Options {
                 token: token.and_then(Token::new),

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::LogsOptionsBuilder;
 use bytes::Bytes;
 use common::informer::store::Lookup;
 use futures_util::StreamExt;
@@ -198,11 +197,7 @@ pub async fn logs(state: &AppState, key: &str, params: &[(String, String)]) -> R
     let (_, e) = resolve(state, key)?;
     let id = e.c.id.clone();
     let name = e.c.name.clone();
-    let docker = state
-        .docker
-        .borrow()
-        .clone()
-        .ok_or_else(|| ApiError::unavailable("not connected to Docker yet; try again shortly"))?;
+    let tty = e.c.tty;
     let start = async {
         let permit = state
             .log_permits
@@ -210,17 +205,24 @@ pub async fn logs(state: &AppState, key: &str, params: &[(String, String)]) -> R
             .acquire_owned()
             .await
             .map_err(|_| ApiError::unavailable("shutting down"))?;
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail.to_string())
-            .build();
-        let mut stream = docker.logs(&id, Some(opts));
-        // The first item tells a missing container (404) from a log, before the 200 goes out.
-        let first = stream.next().await;
-        Ok::<_, ApiError>((permit, stream, first))
+        // The engine's answer tells a missing container (404) from a log, before the 200
+        // goes out.
+        let stream = match state.engine.logs(&id, tail, tty).await {
+            Ok(s) => s,
+            Err(e) if e.status() == Some(404) => {
+                return Err(ApiError::not_found(format!(
+                    "container {} no longer exists",
+                    show(&name)
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(container = %name, error = %e, "logs failed");
+                return Err(ApiError::docker(format!("Docker could not give the logs: {e}")));
+            }
+        };
+        Ok::<_, ApiError>((permit, stream))
     };
-    let (permit, mut stream, first) = match tokio::time::timeout(LOG_TIMEOUT, start).await {
+    let (permit, mut stream) = match tokio::time::timeout(LOG_TIMEOUT, start).await {
         Ok(r) => r?,
         Err(_) => {
             let mut e = ApiError::docker(format!("Docker did not give the logs within {LOG_TIMEOUT:?}"));
@@ -228,36 +230,19 @@ pub async fn logs(state: &AppState, key: &str, params: &[(String, String)]) -> R
             return Err(e);
         }
     };
-    let first = match first {
-        None => Bytes::new(),
-        Some(Ok(out)) => out.into_bytes(),
-        Some(Err(e)) if common::docker::status_code(&e) == Some(404) => {
-            return Err(ApiError::not_found(format!(
-                "container {} no longer exists",
-                show(&name)
-            )));
-        }
-        Some(Err(e)) => {
-            tracing::warn!(container = %name, error = %e, "logs failed");
-            return Err(ApiError::docker(format!("Docker could not give the logs: {e}")));
-        }
-    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(LOG_QUEUE);
     tokio::spawn(async move {
         let _permit = permit;
         let mut sent = 0usize;
-        let mut next = Some(first);
         loop {
-            let chunk = match next.take() {
-                Some(c) => c,
-                None => match stream.next().await {
-                    None => break,
-                    Some(Ok(out)) => out.into_bytes(),
-                    Some(Err(e)) => {
-                        tracing::debug!(container = %name, error = %e, "logs stream broke");
-                        Bytes::from(format!("\n[status-api: Docker stopped giving the logs: {e}]\n"))
-                    }
-                },
+            let (chunk, broken) = match stream.next().await {
+                None => break,
+                Some(Ok(out)) => (out, false),
+                Some(Err(e)) => {
+                    tracing::debug!(container = %name, error = %e, "logs stream broke");
+                    let note = format!("\n[status-api: Docker stopped giving the logs: {e}]\n");
+                    (Bytes::from(note), true)
+                }
             };
             let (chunk, last) = if sent + chunk.len() > MAX_LOG_BYTES {
                 let mut cut = chunk.slice(..MAX_LOG_BYTES - sent).to_vec();
@@ -275,7 +260,7 @@ pub async fn logs(state: &AppState, key: &str, params: &[(String, String)]) -> R
                     break;
                 }
             }
-            if last {
+            if last || broken {
                 break;
             }
         }

@@ -50,7 +50,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use bollard::Docker;
 use common::decision::Identity;
 use common::engine::HttpEngine;
 use common::http::Limits;
@@ -58,7 +57,7 @@ use common::informer::store::Store;
 use common::informer::{self, Informer};
 use common::reload::PolicyHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 
 pub use filters::routes;
 
@@ -124,8 +123,8 @@ pub struct Shared {
     pub policy: Option<PolicyHandle>,
     /// CPU and memory figures, kept by the background sampler.
     pub resources: Resources,
-    /// The informer's current Docker client, for the logs route.
-    pub docker: watch::Receiver<Option<Docker>>,
+    /// The engine, for the logs route (and the resource sampler).
+    pub engine: HttpEngine,
     pub metrics: Metrics,
     pub token: Option<Token>,
     /// Whether `/containers/{id}/logs` answers: a token is set, or `--logs` was given.
@@ -165,7 +164,7 @@ impl AppState {
     pub fn new(
         store: Store,
         policy: Option<PolicyHandle>,
-        docker: watch::Receiver<Option<Docker>>,
+        engine: HttpEngine,
         informer_stats: Arc<informer::Stats>,
         opts: Options,
     ) -> AppState {
@@ -183,7 +182,7 @@ impl AppState {
             store,
             policy,
             resources,
-            docker,
+            engine,
             metrics,
             logs_enabled: opts.logs || opts.token.is_some(),
             token: opts.token,
@@ -257,8 +256,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         logs: config.logs,
         controller_url: config.controller_url.clone().filter(|u| !u.is_empty()),
     };
-    let docker = common::docker::connect_in_background(config.docker_host.clone());
-    let state = AppState::new(store, policy, docker, informer.stats(), opts);
+    let state = AppState::new(store, policy, engine.clone(), informer.stats(), opts);
     Ok(Server {
         listener,
         state,
@@ -301,7 +299,7 @@ impl Server {
         let mut informer_task = tokio::spawn(informer.run());
         let mut sampler_task = tokio::spawn(state.resources.clone().run(
             state.store.clone(),
-            state.docker.clone(),
+            state.engine.clone(),
             config.stats_interval,
         ));
         let identity_task = tokio::spawn(state.clone().learn_identity(engine));

@@ -15,14 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use bollard::Docker;
-use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
-use bollard::query_parameters::StatsOptionsBuilder;
+use common::engine::HttpEngine;
 use common::engine::container::State;
 use common::informer::store::Store;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use serde_json::Value;
 
 /// Stats calls in flight at once: enough to finish a round of hundreds of containers in well
 /// under a second, few enough not to crowd the engine.
@@ -190,30 +188,22 @@ impl Resources {
         self.version.load(Relaxed)
     }
 
-    /// Samples every running container of `store` every `interval`, forever, with the
-    /// client the informer currently holds.
-    pub async fn run(self, store: Store, mut docker: watch::Receiver<Option<Docker>>, interval: Duration) {
+    /// Samples every running container of `store` every `interval`, forever.
+    pub async fn run(self, store: Store, engine: HttpEngine, interval: Duration) {
         // The first round as soon as the picture is complete, then one every `interval`.
         store.wait_until_ready().await;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let client = docker.borrow_and_update().clone();
-            match client {
-                Some(client) => self.round(&store, &client).await,
-                // Not connected (yet): wait for the informer's next connection.
-                None => {
-                    if docker.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }
+            // While the picture is stale (the engine is away), wait for the re-list.
+            store.wait_until_ready().await;
+            self.round(&store, &engine).await;
         }
     }
 
     /// One round: sample all running containers, forget those no longer running.
-    async fn round(&self, store: &Store, docker: &Docker) {
+    async fn round(&self, store: &Store, engine: &HttpEngine) {
         let started = std::time::Instant::now();
         let running: Vec<String> = store
             .list()
@@ -233,7 +223,7 @@ impl Resources {
         // largest peak of the process's memory.
         let mut answers = futures_util::stream::iter(running.iter().cloned())
             .map(|id| async move {
-                let r = fetch(docker, &id).await;
+                let r = fetch(engine, &id).await;
                 (id, r)
             })
             .buffer_unordered(CONCURRENCY);
@@ -258,15 +248,9 @@ impl Resources {
 
 /// One `one-shot` stats sample; `None` (logged at debug: a container that just stopped is
 /// normal) on error or timeout.
-async fn fetch(docker: &Docker, id: &str) -> Option<ContainerStatsResponse> {
-    let opts = StatsOptionsBuilder::default()
-        .stream(false)
-        .one_shot(true)
-        .build();
-    let call = async { docker.stats(id, Some(opts)).try_next().await };
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(Ok(Some(r))) => Some(r),
-        Ok(Ok(None)) => None,
+async fn fetch(engine: &HttpEngine, id: &str) -> Option<Value> {
+    match tokio::time::timeout(CALL_TIMEOUT, engine.stats(id)).await {
+        Ok(Ok(v)) => Some(v),
         Ok(Err(e)) => {
             tracing::debug!(container = %id, error = %e, "stats failed");
             None
@@ -278,49 +262,48 @@ async fn fetch(docker: &Docker, id: &str) -> Option<ContainerStatsResponse> {
     }
 }
 
-fn cpu_totals(s: Option<&ContainerCpuStats>) -> Option<(u64, u64)> {
-    let s = s?;
-    let total = s.cpu_usage.as_ref()?.total_usage?;
-    let system = s.system_cpu_usage?;
+fn u64_at(v: &Value, path: &str) -> Option<u64> {
+    v.pointer(path).and_then(Value::as_u64)
+}
+
+/// `(total_usage, system_cpu_usage)` of a `cpu_stats` or `precpu_stats` object.
+fn cpu_totals(s: &Value) -> Option<(u64, u64)> {
+    let total = u64_at(s, "/cpu_usage/total_usage")?;
+    let system = u64_at(s, "/system_cpu_usage")?;
     (system > 0).then_some((total, system))
 }
 
 /// Turns an engine answer into a sample; CPU % from the engine's own `precpu_stats` when it
 /// filled them, else from the previous sample. `None` when the answer has no figures (the
-/// container stopped meanwhile).
-pub fn sample_from(r: &ContainerStatsResponse, prev: Option<&Sample>, now: SystemTime) -> Option<Sample> {
-    let (cpu_total_ns, system_total_ns) = cpu_totals(r.cpu_stats.as_ref())?;
-    let online_cpus = r
-        .cpu_stats
-        .as_ref()
-        .and_then(|c| c.online_cpus)
+/// container stopped meanwhile). Fields are read leniently: an odd one is a missing figure.
+pub fn sample_from(r: &Value, prev: Option<&Sample>, now: SystemTime) -> Option<Sample> {
+    let cpu = r.get("cpu_stats")?;
+    let (cpu_total_ns, system_total_ns) = cpu_totals(cpu)?;
+    let online_cpus = u64_at(cpu, "/online_cpus")
+        .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0)
         .or_else(|| {
-            r.cpu_stats
-                .as_ref()
-                .and_then(|c| c.cpu_usage.as_ref())
-                .and_then(|u| u.percpu_usage.as_ref())
+            cpu.pointer("/cpu_usage/percpu_usage")
+                .and_then(Value::as_array)
                 .map(|p| p.len() as u32)
         })
         .unwrap_or(1)
         .max(1);
-    let before =
-        cpu_totals(r.precpu_stats.as_ref()).or_else(|| prev.map(|p| (p.cpu_total_ns, p.system_total_ns)));
+    let before = r
+        .get("precpu_stats")
+        .and_then(cpu_totals)
+        .or_else(|| prev.map(|p| (p.cpu_total_ns, p.system_total_ns)));
     let cpu_percent = before.and_then(|(cpu0, sys0)| {
         // A restarted container's counters start again from zero: no delta then.
         let cpu = cpu_total_ns.checked_sub(cpu0)?;
         let sys = system_total_ns.checked_sub(sys0).filter(|d| *d > 0)?;
         Some(cpu as f64 / sys as f64 * f64::from(online_cpus) * 100.0)
     });
-    let mem = r.memory_stats.as_ref()?;
-    let usage = mem.usage?;
+    let mem = r.get("memory_stats")?;
+    let usage = u64_at(mem, "/usage")?;
     // Like the Docker CLI: subtract reclaimable cache (cgroup v1: total_inactive_file,
     // cgroup v2: inactive_file) when it is smaller than the usage.
-    let inactive = mem.stats.as_ref().and_then(|s| {
-        s.get("total_inactive_file")
-            .or_else(|| s.get("inactive_file"))
-            .copied()
-    });
+    let inactive = u64_at(mem, "/stats/total_inactive_file").or_else(|| u64_at(mem, "/stats/inactive_file"));
     let memory_bytes = match inactive {
         Some(i) if i < usage => usage - i,
         _ => usage,
@@ -329,7 +312,7 @@ pub fn sample_from(r: &ContainerStatsResponse, prev: Option<&Sample>, now: Syste
         cpu_percent,
         online_cpus,
         memory_bytes,
-        memory_limit_bytes: mem.limit.filter(|l| *l > 0),
+        memory_limit_bytes: u64_at(mem, "/limit").filter(|l| *l > 0),
         sampled_at: now,
         cpu_total_ns,
         system_total_ns,
@@ -339,34 +322,16 @@ pub fn sample_from(r: &ContainerStatsResponse, prev: Option<&Sample>, now: Syste
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerCpuUsage, ContainerMemoryStats};
+    use serde_json::json;
 
-    fn resp(cpu: u64, sys: u64, mem: u64, limit: u64) -> ContainerStatsResponse {
-        ContainerStatsResponse {
-            cpu_stats: Some(ContainerCpuStats {
-                cpu_usage: Some(ContainerCpuUsage {
-                    total_usage: Some(cpu),
-                    ..Default::default()
-                }),
-                system_cpu_usage: Some(sys),
-                online_cpus: Some(2),
-                ..Default::default()
-            }),
-            precpu_stats: Some(ContainerCpuStats {
-                cpu_usage: Some(ContainerCpuUsage {
-                    total_usage: Some(0),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            memory_stats: Some(ContainerMemoryStats {
-                usage: Some(mem),
-                limit: Some(limit),
-                stats: Some(HashMap::from([("total_inactive_file".to_string(), 100)])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+    /// As Engine 20.10 answers a one-shot stats call (precpu_stats without system usage).
+    fn resp(cpu: u64, sys: u64, mem: u64, limit: u64) -> Value {
+        json!({
+            "cpu_stats": {"cpu_usage": {"total_usage": cpu}, "system_cpu_usage": sys, "online_cpus": 2},
+            "precpu_stats": {"cpu_usage": {"total_usage": 0}},
+            "memory_stats": {"usage": mem, "limit": limit, "stats": {"total_inactive_file": 100}},
+            "blkio_stats": {"io_service_bytes_recursive": null}
+        })
     }
 
     #[test]
@@ -385,14 +350,14 @@ mod tests {
         assert_eq!(third.cpu_percent, None);
         // An engine that filled precpu_stats itself.
         let mut r = resp(1_500, 11_000, 1_100, 4_000);
-        r.precpu_stats = resp(1_000, 10_000, 0, 0).cpu_stats;
+        r["precpu_stats"] = resp(1_000, 10_000, 0, 0)["cpu_stats"].clone();
         assert_eq!(sample_from(&r, None, now).unwrap().cpu_percent, Some(100.0));
     }
 
     #[test]
     fn stopped_container_answer_has_no_sample() {
         let mut r = resp(0, 0, 0, 0);
-        r.cpu_stats.as_mut().unwrap().system_cpu_usage = None;
+        r["cpu_stats"]["system_cpu_usage"] = Value::Null;
         assert_eq!(sample_from(&r, None, SystemTime::now()), None);
     }
 

@@ -159,6 +159,9 @@ pub struct Container {
     /// Whether a mount covers `path`: then the program is not the image's.
     #[serde(skip)]
     pub path_mounted: bool,
+    /// `Config.Tty`: its log is raw bytes, not stdout/stderr frames.
+    #[serde(skip)]
+    pub tty: bool,
     /// How much of this is known.
     #[serde(skip)]
     pub source: Source,
@@ -315,6 +318,7 @@ impl Container {
             image_digests: digests,
             path,
             path_mounted,
+            tty: at(v, &["Config", "Tty"]).as_bool().unwrap_or(false),
             source: Source::Inspect,
             hidden_labels: &[],
             labels_cut: false,
@@ -398,6 +402,7 @@ impl Container {
             image_digests: self.image_digests.clone(),
             path: self.path.clone(),
             path_mounted: self.path_mounted,
+            tty: self.tty,
             source: self.source,
             hidden_labels: self.hidden_labels,
             labels_cut: self.labels_cut,

@@ -15,6 +15,7 @@
 
 pub mod container;
 pub mod event;
+pub mod logs;
 
 use std::fmt;
 use std::future::Future;
@@ -181,6 +182,25 @@ impl HttpEngine {
         timeout: Duration,
     ) -> Result<(), EngineError> {
         self.client.call(what, method, path_and_query, timeout).await
+    }
+
+    /// `GET /containers/{id}/stats?stream=false&one-shot=true`: one resource sample, as the
+    /// engine's JSON (picked leniently by the caller).
+    pub async fn stats(&self, id: &str) -> Result<Value, EngineError> {
+        let q = format!("/containers/{}/stats?stream=false&one-shot=true", encode(id));
+        self.get_json("read container stats", &q).await
+    }
+
+    /// `GET /containers/{id}/logs?stdout=1&stderr=1&tail=N`: the last `tail` lines, then
+    /// whatever the container writes meanwhile until the engine ends the answer (the log
+    /// is not followed). `tty`: the container's `Config.Tty` (raw bytes, else frames).
+    pub async fn logs(&self, id: &str, tail: u32, tty: bool) -> Result<logs::LogBytes, EngineError> {
+        let q = format!("/containers/{}/logs?stdout=1&stderr=1&tail={tail}", encode(id));
+        let resp = self
+            .client
+            .send("read the logs", Method::GET, &q, &[], self.client.timeout())
+            .await?;
+        Ok(logs::LogBytes::new(resp.into_body(), tty))
     }
 
     /// `GET /version`: the engine's version and API version, for the start-up log.
