@@ -33,7 +33,6 @@ use std::collections::BTreeMap;
 
 use crate::backoff::Backoff;
 use crate::decision::Identity;
-use crate::engine::container::ImageFacts;
 use crate::engine::{Engine, EngineError};
 use crate::policy::reference::Reference;
 
@@ -96,6 +95,28 @@ pub struct Summary {
     pub bind_sources: Vec<String>,
     /// `GraphDriver.Data.UpperDir`, when inspected.
     pub upper_dir: Option<String>,
+}
+
+impl Summary {
+    /// A list entry (`GET /containers/json?all=1`), leniently; an empty ID when it has none.
+    pub fn from_json(c: &serde_json::Value) -> Summary {
+        use serde_json::Value;
+        let str_of = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+        Summary {
+            id: str_of("Id").to_string(),
+            labels: crate::engine::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
+            live: crate::engine::container::State::from_engine(str_of("State")).is_live(),
+            bind_sources: match c.get("Mounts") {
+                Some(Value::Array(m)) => m
+                    .iter()
+                    .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
+                    .filter_map(|m| m.get("Source").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            upper_dir: None,
+        }
+    }
 }
 
 /// The container found, and the signal that found it.
@@ -491,38 +512,12 @@ pub async fn discover<E: Engine>(engine: &E) -> Identity {
 /// Lists the containers, inspects the shortlisted ones for their upper directory, and
 /// picks ours.
 async fn find_own<E: Engine>(engine: &E, clues: &Clues) -> Result<Option<Choice>, EngineError> {
-    use serde_json::Value;
-    let listed = engine.summaries().await?;
-    let mut summaries: Vec<Summary> = listed
-        .iter()
-        .map(|c| Summary {
-            id: c.get("Id").and_then(Value::as_str).unwrap_or("").to_string(),
-            labels: crate::engine::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
-            live: crate::engine::container::State::from_engine(
-                c.get("State").and_then(Value::as_str).unwrap_or(""),
-            )
-            .is_live(),
-            bind_sources: match c.get("Mounts") {
-                Some(Value::Array(m)) => m
-                    .iter()
-                    .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
-                    .filter_map(|m| m.get("Source").and_then(Value::as_str).map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            },
-            upper_dir: None,
-        })
-        .filter(|s| !s.id.is_empty())
-        .collect();
+    let mut summaries = engine.summaries().await?;
     for id in shortlist(clues, &summaries) {
         match engine.inspect(&id).await {
-            Ok(v) => {
-                let upper = v
-                    .pointer("/GraphDriver/Data/UpperDir")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
+            Ok(c) => {
                 if let Some(s) = summaries.iter_mut().find(|s| s.id == id) {
-                    s.upper_dir = upper;
+                    s.upper_dir = c.upper_dir;
                 }
             }
             Err(e) if e.status() == Some(404) => {}
@@ -534,14 +529,10 @@ async fn find_own<E: Engine>(engine: &E, clues: &Clues) -> Result<Option<Choice>
 
 async fn learn<E: Engine>(engine: &E, id: &str) -> Result<Identity, EngineError> {
     let c = engine.inspect(id).await?;
-    let image_id = c
-        .get("Image")
-        .and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+    let image_id = Some(c.image_id).filter(|s| !s.is_empty());
     let mut names = Vec::new();
     if let Some(image) = &image_id {
-        let facts = ImageFacts::from_json(&engine.image(image).await?);
+        let facts = engine.image(image).await?;
         for n in facts.tags.iter().chain(&facts.digests) {
             if let Ok(r) = Reference::parse(n) {
                 names.extend(r.tagged());

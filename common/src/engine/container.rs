@@ -162,6 +162,10 @@ pub struct Container {
     /// `Config.Tty`: its log is raw bytes, not stdout/stderr frames.
     #[serde(skip)]
     pub tty: bool,
+    /// `GraphDriver.Data.UpperDir`: how a process finds its own container
+    /// ([`crate::identity`]).
+    #[serde(skip)]
+    pub upper_dir: Option<String>,
     /// How much of this is known.
     #[serde(skip)]
     pub source: Source,
@@ -319,6 +323,7 @@ impl Container {
             path,
             path_mounted,
             tty: at(v, &["Config", "Tty"]).as_bool().unwrap_or(false),
+            upper_dir: opt_str(v, &["GraphDriver", "Data", "UpperDir"]),
             source: Source::Inspect,
             hidden_labels: &[],
             labels_cut: false,
@@ -328,8 +333,8 @@ impl Container {
     }
 
     /// What a list entry (`GET /containers/json`) shows, for a container whose inspect
-    /// keeps failing: `problem` says why. The image is not resolved.
-    pub fn from_summary(v: &Value, problem: String) -> Container {
+    /// keeps failing (the caller sets [`Container::problem`]). The image is not resolved.
+    pub fn from_summary(v: &Value) -> Container {
         let name = match v.get("Names") {
             Some(Value::Array(n)) => n.first().and_then(Value::as_str).unwrap_or(""),
             _ => "",
@@ -342,9 +347,15 @@ impl Container {
             state: State::from_engine(str_at(v, &["State"])),
             labels: labels_of(at(v, &["Labels"])),
             source: Source::List,
-            problem: Some(problem),
             ..Default::default()
         }
+    }
+
+    /// With the names its image is known by (an image inspect's tags and digests).
+    pub fn with_image(mut self, image: &ImageFacts) -> Container {
+        self.image_tags = image.tags.clone();
+        self.image_digests = image.digests.clone();
+        self
     }
 
     /// A bounded copy for storing: labels that do not fit ([`LABEL_ENTRY_MAX`],
@@ -403,6 +414,7 @@ impl Container {
             path: self.path.clone(),
             path_mounted: self.path_mounted,
             tty: self.tty,
+            upper_dir: self.upper_dir.clone(),
             source: self.source,
             hidden_labels: self.hidden_labels,
             labels_cut: self.labels_cut,
@@ -567,7 +579,8 @@ mod tests {
     fn summaries_carry_what_the_list_shows() {
         let s = json!({"Id": "abc", "Names": ["/x"], "Image": "busybox", "ImageID": "sha256:1",
                        "State": "running", "Labels": {"a": "b"}, "Ports": [{"Type": "sctp?"}]});
-        let c = Container::from_summary(&s, "inspect failed".into());
+        let mut c = Container::from_summary(&s);
+        c.problem = Some("inspect failed".into());
         assert_eq!(
             (c.name.as_str(), c.state, c.source),
             ("x", State::Running, Source::List)

@@ -15,6 +15,8 @@
 
 pub mod container;
 pub mod event;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 pub mod logs;
 
 use std::fmt;
@@ -27,6 +29,9 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::http::client::{self, Client, JsonLines, Target, encode};
+use crate::identity::Summary;
+use container::{Container, ImageFacts};
+use event::Event;
 
 /// A failed engine call: the one HTTP client's error, naming the engine.
 pub type EngineError = client::Error;
@@ -109,33 +114,93 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// What the informer and the enforcer ask of the engine. Implemented by [`HttpEngine`] and
-/// by a scripted fake in tests. Answers are raw JSON; decoding is lenient and happens above.
+/// What the informer, the enforcer and the plugin ask of the engine, as our own typed
+/// pictures: the engine's JSON is decoded leniently at this edge, once, by the same
+/// functions ([`decode`]) for the real engine ([`HttpEngine`]) and the scripted one
+/// ([`fake::FakeEngine`], behind the `test-util` feature).
 pub trait Engine: Clone + Send + Sync + 'static {
     /// `GET /_ping`: the engine answers.
     fn ping(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// The IDs of every container (`GET /containers/json?all=1`), only those with `label`
     /// when given.
     fn list(&self, label: Option<&str>) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
-    /// Every container's list entry (`GET /containers/json?all=1`), whole: for the one-time
+    /// Every container's list entry (`GET /containers/json?all=1`): for the one-time
     /// search of our own container at start-up.
-    fn summaries(&self) -> impl Future<Output = Result<Vec<Value>, EngineError>> + Send;
-    /// One container's list entry (`GET /containers/json?all=1&filters={"id":[id]}`), for
-    /// a container whose inspect keeps failing; `None` when the engine has no such container.
-    fn summary(&self, id: &str) -> impl Future<Output = Result<Option<Value>, EngineError>> + Send;
-    /// `GET /containers/{id}/json`.
-    fn inspect(&self, id: &str) -> impl Future<Output = Result<Value, EngineError>> + Send;
+    fn summaries(&self) -> impl Future<Output = Result<Vec<Summary>, EngineError>> + Send;
+    /// What the list shows of one container (`GET /containers/json?all=1&filters={"id":[id]}`),
+    /// for a container whose inspect keeps failing; `None` when the engine has no such
+    /// container.
+    fn summary(&self, id: &str) -> impl Future<Output = Result<Option<Container>, EngineError>> + Send;
+    /// `GET /containers/{id}/json`: the container without its image's names (see
+    /// [`Container::with_image`]); an inspect that lacks a field a decision needs is an
+    /// [`EngineError::Decode`].
+    fn inspect(&self, id: &str) -> impl Future<Output = Result<Container, EngineError>> + Send;
     /// `GET /images/{id}/json`.
-    fn image(&self, id: &str) -> impl Future<Output = Result<Value, EngineError>> + Send;
-    /// `GET /events?since=..&filters=..`: one JSON object per event until the stream ends.
-    /// `filters` is the engine's JSON filter object.
-    fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Value, EngineError>>;
+    fn image(&self, id: &str) -> impl Future<Output = Result<ImageFacts, EngineError>> + Send;
+    /// `GET /events?since=..&filters=..`: the events until the stream ends (events that
+    /// name no actor are skipped). `filters` is the engine's JSON filter object.
+    fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Event, EngineError>>;
     /// `POST /containers/{id}/kill` (SIGKILL).
     fn kill(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// `POST /containers/{id}/stop?t=secs`.
     fn stop(&self, id: &str, secs: u64) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// `DELETE /containers/{id}?force=1`.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+}
+
+/// The engine's JSON into our pictures, leniently: the one place the real and the fake
+/// engine decode answers.
+pub mod decode {
+    use serde_json::Value;
+
+    use super::EngineError;
+    use crate::engine::container::{Container, ImageFacts};
+    use crate::engine::event::Event;
+    use crate::identity::Summary;
+
+    fn array(what: &str, v: Value) -> Result<Vec<Value>, EngineError> {
+        match v {
+            Value::Array(v) => Ok(v),
+            other => Err(EngineError::Decode {
+                what: what.into(),
+                message: format!("expected an array, got {}", super::kind(&other)),
+            }),
+        }
+    }
+
+    pub fn summaries(v: Value) -> Result<Vec<Summary>, EngineError> {
+        Ok(array("list containers", v)?
+            .iter()
+            .map(Summary::from_json)
+            .filter(|s| !s.id.is_empty())
+            .collect())
+    }
+
+    /// The list entry of container `id` in a list answer.
+    pub fn summary(v: Value, id: &str) -> Result<Option<Container>, EngineError> {
+        Ok(array("list one container", v)?
+            .iter()
+            .find(|c| c.get("Id").and_then(Value::as_str) == Some(id))
+            .map(Container::from_summary))
+    }
+
+    pub fn inspect(v: &Value) -> Result<Container, EngineError> {
+        Container::from_inspect(v, None).map_err(|e| EngineError::Decode {
+            what: "inspect container".into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn image(v: &Value) -> ImageFacts {
+        ImageFacts::from_json(v)
+    }
+
+    pub fn event(v: Result<Value, EngineError>) -> Option<Result<Event, EngineError>> {
+        match v {
+            Ok(v) => Event::from_json(&v).map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 /// The real engine, over [`crate::http::client`]. Cheap to clone; one connection per call.
@@ -245,41 +310,31 @@ impl Engine for HttpEngine {
         Ok(listed.into_iter().filter_map(|l| l.id).collect())
     }
 
-    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
-        match self.get_json("list containers", "/containers/json?all=1").await? {
-            Value::Array(v) => Ok(v),
-            other => Err(EngineError::Decode {
-                what: "list containers".into(),
-                message: format!("expected an array, got {}", kind(&other)),
-            }),
-        }
+    async fn summaries(&self) -> Result<Vec<Summary>, EngineError> {
+        decode::summaries(self.get_json("list containers", "/containers/json?all=1").await?)
     }
 
-    async fn summary(&self, id: &str) -> Result<Option<Value>, EngineError> {
+    async fn summary(&self, id: &str) -> Result<Option<Container>, EngineError> {
         let filters = serde_json::json!({ "id": [id] });
         let q = format!("/containers/json?all=1&filters={}", encode(&filters.to_string()));
-        match self.get_json("list one container", &q).await? {
-            Value::Array(v) => Ok(v
-                .into_iter()
-                .find(|c| c.get("Id").and_then(Value::as_str) == Some(id))),
-            other => Err(EngineError::Decode {
-                what: "list one container".into(),
-                message: format!("expected an array, got {}", kind(&other)),
-            }),
-        }
+        decode::summary(self.get_json("list one container", &q).await?, id)
     }
 
-    async fn inspect(&self, id: &str) -> Result<Value, EngineError> {
-        self.get_json("inspect container", &format!("/containers/{}/json", encode(id)))
-            .await
+    async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let v = self
+            .get_json("inspect container", &format!("/containers/{}/json", encode(id)))
+            .await?;
+        decode::inspect(&v)
     }
 
-    async fn image(&self, id: &str) -> Result<Value, EngineError> {
-        self.get_json("inspect image", &format!("/images/{}/json", encode(id)))
-            .await
+    async fn image(&self, id: &str) -> Result<ImageFacts, EngineError> {
+        let v = self
+            .get_json("inspect image", &format!("/images/{}/json", encode(id)))
+            .await?;
+        Ok(decode::image(&v))
     }
 
-    fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Value, EngineError>> {
+    fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Event, EngineError>> {
         let this = self.clone();
         let q = format!(
             "/events?since={}&filters={}",
@@ -303,6 +358,7 @@ impl Engine for HttpEngine {
                 Ok(lines) => lines.boxed(),
                 Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
             })
+            .filter_map(|v| std::future::ready(decode::event(v)))
             .boxed()
     }
 

@@ -409,14 +409,12 @@ impl<E: Engine> Informer<E> {
             tokio::select! {
                 biased;
                 ev = events.next() => match ev.flatten() {
-                    Some(Ok(v)) => {
+                    Some(Ok(ev)) => {
                         shared.stats.events.fetch_add(1, Relaxed);
-                        if let Some(ev) = Event::from_json(&v) {
-                            if ev.time_nano > 0 {
-                                *last_event_nano = Some(last_event_nano.map_or(ev.time_nano, |l| l.max(ev.time_nano)));
-                            }
-                            handle_event(shared, ev);
+                        if ev.time_nano > 0 {
+                            *last_event_nano = Some(last_event_nano.map_or(ev.time_nano, |l| l.max(ev.time_nano)));
                         }
+                        handle_event(shared, ev);
                     }
                     Some(Err(e)) => return SessionEnd::Watch(e),
                     None => return SessionEnd::WatchEnded,

@@ -3,160 +3,21 @@
 //! unjudgeable containers, lenient decoding. No Docker Engine is needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::*;
 
-#[derive(Default)]
-struct FakeState {
-    /// Inspect answers by ID.
-    containers: BTreeMap<String, Value>,
-    images: HashMap<String, Value>,
-    /// Pings to fail before answering.
-    ping_failures: u32,
-    /// IDs whose inspect always fails with HTTP 500.
-    broken: Vec<String>,
-    /// IDs whose inspect finds the engine unreachable (it is restarting).
-    unreachable: Vec<String>,
-    /// Every events subscription: (since, filters).
-    subscriptions: Vec<(String, Value)>,
-    /// Senders of the open container-event streams.
-    streams: Vec<mpsc::UnboundedSender<Result<Value, EngineError>>>,
-    lists: u32,
-}
+use crate::engine::fake::{FakeEngine as Fake, inspect_json};
 
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<FakeState>>);
-
-impl Fake {
-    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
-        self.0.lock().unwrap()
-    }
-
-    fn add(&self, id: &str, name: &str) {
-        self.state().containers.insert(id.into(), inspect_json(id, name));
-    }
-
-    /// Sends a container event to every open container stream.
-    fn event(&self, id: &str, action: &str, name: &str, t: i64) {
-        let v = json!({"Type": "container", "Action": action, "timeNano": t,
-            "Actor": {"ID": id, "Attributes": {"name": name, "image": "busybox:1"}}});
-        for tx in &self.state().streams {
-            let _ = tx.send(Ok(v.clone()));
-        }
-    }
-
-    /// Sends one event, as the engine wrote it, to every open container stream.
-    fn raw(&self, v: Value) {
-        for tx in &self.state().streams {
-            let _ = tx.send(Ok(v.clone()));
-        }
-    }
-
-    /// Ends every open stream, as an engine restart does.
-    fn cut(&self) {
-        self.state().streams.clear();
-    }
-}
-
-fn inspect_json(id: &str, name: &str) -> Value {
-    json!({
-        "Id": id, "Name": format!("/{name}"), "Image": "sha256:img", "Path": "/bin/sleep",
-        "Created": "2026-12-01T00:00:00Z",
-        "State": {"Status": "running", "StartedAt": "2026-12-01T00:00:01Z"},
-        "Config": {"Image": "busybox:1", "Labels": {"team": "a"}},
-        "HostConfig": {"Isolation": "Default"}
-    })
-}
-
-fn status(code: u16) -> EngineError {
-    EngineError::Status {
-        what: "fake".into(),
-        peer: "the fake engine".into(),
-        status: code,
-        message: "scripted".into(),
-    }
-}
-
-impl Engine for Fake {
-    async fn ping(&self) -> Result<(), EngineError> {
-        let mut s = self.state();
-        if s.ping_failures > 0 {
-            s.ping_failures -= 1;
-            return Err(status(503));
-        }
-        Ok(())
-    }
-
-    async fn list(&self, _label: Option<&str>) -> Result<Vec<String>, EngineError> {
-        let mut s = self.state();
-        s.lists += 1;
-        Ok(s.containers.keys().cloned().collect())
-    }
-
-    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
-        Ok(vec![])
-    }
-
-    async fn summary(&self, id: &str) -> Result<Option<Value>, EngineError> {
-        let s = self.state();
-        Ok(s.containers.get(id).map(|c| {
-            json!({"Id": id, "Names": [c["Name"].clone()], "Image": c["Config"]["Image"].clone(),
-                   "ImageID": c["Image"].clone(), "State": "running", "Labels": c["Config"]["Labels"].clone()})
-        }))
-    }
-
-    async fn inspect(&self, id: &str) -> Result<Value, EngineError> {
-        let s = self.state();
-        if s.broken.iter().any(|b| b == id) {
-            return Err(status(500));
-        }
-        if s.unreachable.iter().any(|b| b == id) {
-            return Err(EngineError::Connect {
-                what: "fake".into(),
-                peer: "fake".into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
-        }
-        s.containers.get(id).cloned().ok_or_else(|| status(404))
-    }
-
-    async fn image(&self, id: &str) -> Result<Value, EngineError> {
-        let s = self.state();
-        Ok(s.images
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| json!({"Id": id, "RepoTags": ["busybox:1"], "RepoDigests": []})))
-    }
-
-    fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Value, EngineError>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut s = self.state();
-        s.subscriptions.push((since.to_string(), filters.clone()));
-        if filters["type"][0] == "container" {
-            s.streams.push(tx);
-        } else {
-            // Image streams stay open and silent: leak the sender into the state.
-            std::mem::forget(tx);
-        }
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) }).boxed()
-    }
-
-    async fn kill(&self, _id: &str) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn stop(&self, _id: &str, _secs: u64) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn remove(&self, _id: &str) -> Result<(), EngineError> {
-        Ok(())
-    }
+/// The scripted engine, answering any image as tagged `busybox:1`.
+fn fake() -> Fake {
+    let f = Fake::default();
+    f.state().any_image = true;
+    f
 }
 
 struct Running {
@@ -207,7 +68,7 @@ impl Running {
 
 #[tokio::test(start_paused = true)]
 async fn lists_then_follows_events_and_keeps_retrying_an_unreachable_engine() {
-    let fake = Fake::default();
+    let fake = fake();
     fake.state().ping_failures = 3;
     fake.add("a", "web");
     fake.add("b", "db");
@@ -255,7 +116,7 @@ async fn lists_then_follows_events_and_keeps_retrying_an_unreachable_engine() {
 
 #[tokio::test(start_paused = true)]
 async fn a_break_replays_since_the_last_event_and_relists_what_changed_meanwhile() {
-    let fake = Fake::default();
+    let fake = fake();
     fake.add("a", "keep");
     fake.add("b", "goes-away");
     let mut r = start(&fake, Config::default());
@@ -296,7 +157,7 @@ async fn a_break_replays_since_the_last_event_and_relists_what_changed_meanwhile
 
 #[tokio::test(start_paused = true)]
 async fn notices_the_consumer_cannot_take_make_a_relist_not_a_loss() {
-    let fake = Fake::default();
+    let fake = fake();
     for i in 0..5 {
         fake.add(&format!("id{i}"), &format!("c{i}"));
     }
@@ -328,7 +189,7 @@ async fn notices_the_consumer_cannot_take_make_a_relist_not_a_loss() {
 
 #[tokio::test(start_paused = true)]
 async fn the_periodic_relist_finds_what_no_event_announced() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(
         &fake,
         Config {
@@ -345,7 +206,7 @@ async fn the_periodic_relist_finds_what_no_event_announced() {
 
 #[tokio::test(start_paused = true)]
 async fn a_container_whose_inspect_keeps_failing_is_reported_with_its_problem() {
-    let fake = Fake::default();
+    let fake = fake();
     fake.add("ok", "fine");
     fake.add("bad", "broken");
     fake.state().broken.push("bad".into());
@@ -371,7 +232,7 @@ async fn a_container_whose_inspect_keeps_failing_is_reported_with_its_problem() 
 
 #[tokio::test(start_paused = true)]
 async fn a_container_gone_before_its_first_inspect_is_still_reported_removed() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(&fake, Config::default());
     r.synced().await;
     // Created and removed before the worker inspects: only the event was ever seen.
@@ -384,7 +245,7 @@ async fn a_container_gone_before_its_first_inspect_is_still_reported_removed() {
 
 #[tokio::test(start_paused = true)]
 async fn refresh_requests_inspect_again_and_big_labels_are_stored_bounded() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut big = inspect_json("big", "big");
     big["Config"]["Labels"]["blob"] = json!("x".repeat(1 << 20));
     fake.state().containers.insert("big".into(), big);
@@ -408,7 +269,7 @@ async fn refresh_requests_inspect_again_and_big_labels_are_stored_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn an_engine_that_is_down_makes_nothing_unjudgeable() {
-    let fake = Fake::default();
+    let fake = fake();
     fake.add("ok", "allowed");
     fake.add("restarting", "allowed-too");
     fake.state().unreachable.push("restarting".into());
@@ -439,7 +300,7 @@ fn podman_event(id: &str, action: &str, labels: Value, t: i64) -> Value {
 
 #[tokio::test(start_paused = true)]
 async fn subscribes_to_every_engines_names_for_what_matters() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(&fake, Config::default());
     r.synced().await;
     let subs = fake.state().subscriptions.clone();
@@ -479,7 +340,7 @@ async fn subscribes_to_every_engines_names_for_what_matters() {
 
 #[tokio::test(start_paused = true)]
 async fn podman_removal_and_health_events_keep_the_picture_true() {
-    let fake = Fake::default();
+    let fake = fake();
     fake.add("p1", "web");
     let mut r = start(&fake, Config::default());
     r.synced().await;
@@ -517,7 +378,7 @@ async fn podman_removal_and_health_events_keep_the_picture_true() {
 
 #[tokio::test(start_paused = true)]
 async fn a_bare_key_scope_is_checked_here_not_sent_to_the_engine() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(
         &fake,
         Config {
@@ -552,7 +413,7 @@ async fn a_bare_key_scope_is_checked_here_not_sent_to_the_engine() {
 
 #[tokio::test(start_paused = true)]
 async fn an_inspect_ahead_of_the_start_event_is_published_after_it() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(&fake, Config::default());
     r.synced().await;
     // Podman: the inspect after `create` waits for the container's lock while it starts,
@@ -585,7 +446,7 @@ async fn an_inspect_ahead_of_the_start_event_is_published_after_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_start_event_that_never_comes_holds_the_inspect_for_the_grace_only() {
-    let fake = Fake::default();
+    let fake = fake();
     let mut r = start(&fake, Config::default());
     r.synced().await;
     fake.add("lost", "web");

@@ -59,7 +59,10 @@ async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
     // judged (and denied, unless what is known allows it) instead of skipped.
     let problem = format!("inspect failed {INSPECT_TRIES} times: {last}");
     let c = match shared.engine.summary(id).await {
-        Ok(Some(v)) => Container::from_summary(&v, problem),
+        Ok(Some(c)) => Container {
+            problem: Some(problem),
+            ..c
+        },
         Ok(None) => return forget(shared, id),
         Err(e) if e.is_unreachable() => return,
         Err(e) => Container {
@@ -76,8 +79,8 @@ async fn refresh<E: Engine>(shared: &Shared<E>, id: &str) {
 }
 
 async fn inspect_once<E: Engine>(shared: &Shared<E>, id: &str) -> Attempt {
-    let v = match shared.engine.inspect(id).await {
-        Ok(v) => v,
+    let c = match shared.engine.inspect(id).await {
+        Ok(c) => c,
         Err(e) if e.status() == Some(404) => return Attempt::Gone,
         Err(e) if e.is_unreachable() => return Attempt::Unreachable(e.to_string()),
         Err(e) => {
@@ -85,18 +88,9 @@ async fn inspect_once<E: Engine>(shared: &Shared<E>, id: &str) -> Attempt {
             return Attempt::Failed(e.to_string());
         }
     };
-    let image_id = v.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
-    let facts = if image_id.is_empty() {
-        None
-    } else {
-        match image_facts(shared, &image_id).await {
-            Ok(f) => Some(f),
-            Err(e) if e.is_unreachable() => return Attempt::Unreachable(e.to_string()),
-            Err(e) => return Attempt::Failed(e.to_string()),
-        }
-    };
-    match Container::from_inspect(&v, facts.as_ref()) {
-        Ok(c) => Attempt::Got(Box::new(c)),
+    match image_facts(shared, &c.image_id).await {
+        Ok(f) => Attempt::Got(Box::new(c.with_image(&f))),
+        Err(e) if e.is_unreachable() => Attempt::Unreachable(e.to_string()),
         Err(e) => Attempt::Failed(e.to_string()),
     }
 }
@@ -157,7 +151,7 @@ async fn image_facts<E: Engine>(shared: &Shared<E>, image_id: &str) -> Result<Im
         return Ok(f.clone());
     }
     let facts = match shared.engine.image(image_id).await {
-        Ok(v) => ImageFacts::from_json(&v),
+        Ok(f) => f,
         Err(e) if e.status() == Some(404) => ImageFacts {
             id: image_id.to_string(),
             ..Default::default()

@@ -28,7 +28,7 @@ use common::decision::{
     ActionResult, Decision, DecisionRecord, Denied, Endpoint, Identity, Plan, Trigger, Why, decide,
 };
 use common::engine::Engine;
-use common::engine::container::{Container, ImageFacts, Source, State};
+use common::engine::container::{Container, Source, State};
 use common::informer::store::Store;
 use common::policy::Mode;
 use common::reload::{Loaded, PolicyHandle};
@@ -324,7 +324,7 @@ impl<E: Engine> Authz<E> {
         // Resolve the image as the engine will (it may not exist yet: then it stays
         // unresolved, and only what does not depend on it can allow).
         let facts = match self.engine.image(&b.image).await {
-            Ok(v) => Some(ImageFacts::from_json(&v)),
+            Ok(f) => Some(f),
             Err(e) => {
                 tracing::debug!(image = %b.image, error = %e, "authorization plugin: image not resolved");
                 None
@@ -357,22 +357,16 @@ impl<E: Engine> Authz<E> {
         }
         // Not in the picture yet (just created), or a bounded copy: ask the engine. Our own
         // calls pass through this plugin too; they are answered on other connections.
-        let v = match self.engine.inspect(key).await {
-            Ok(v) => v,
+        let c = match self.engine.inspect(key).await {
+            Ok(c) => c,
             Err(e) if e.status() == Some(404) => return Ok(None),
             Err(e) => return Err(format!("cannot look the container up: {e}")),
         };
-        let image = match v.get("Image").and_then(serde_json::Value::as_str) {
-            Some(id) if !id.is_empty() => match self.engine.image(id).await {
-                Ok(iv) => Some(ImageFacts::from_json(&iv)),
-                Err(e) if e.status() == Some(404) => None,
-                Err(e) => return Err(format!("cannot look its image up: {e}")),
-            },
-            _ => None,
-        };
-        Container::from_inspect(&v, image.as_ref())
-            .map(Some)
-            .map_err(|e| e.to_string())
+        match self.engine.image(&c.image_id).await {
+            Ok(f) => Ok(Some(c.with_image(&f))),
+            Err(e) if e.status() == Some(404) => Ok(Some(c)),
+            Err(e) => Err(format!("cannot look its image up: {e}")),
+        }
     }
 }
 

@@ -5,60 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use common::engine::EngineError;
 use common::policy::Policy;
-use futures_util::stream::BoxStream;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
 
-#[derive(Clone, Default)]
-struct Fake {
-    images: Arc<HashMap<String, Value>>,
-    containers: Arc<HashMap<String, Value>>,
-}
-
-fn missing() -> EngineError {
-    EngineError::Status {
-        what: "fake".into(),
-        peer: "the fake engine".into(),
-        status: 404,
-        message: "no such thing".into(),
-    }
-}
-
-impl Engine for Fake {
-    async fn ping(&self) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn list(&self, _: Option<&str>) -> Result<Vec<String>, EngineError> {
-        Ok(vec![])
-    }
-    async fn summaries(&self) -> Result<Vec<Value>, EngineError> {
-        Ok(vec![])
-    }
-    async fn summary(&self, _: &str) -> Result<Option<Value>, EngineError> {
-        Ok(None)
-    }
-    async fn inspect(&self, id: &str) -> Result<Value, EngineError> {
-        self.containers.get(id).cloned().ok_or_else(missing)
-    }
-    async fn image(&self, id: &str) -> Result<Value, EngineError> {
-        self.images.get(id).cloned().ok_or_else(missing)
-    }
-    fn events(&self, _: &str, _: &Value) -> BoxStream<'static, Result<Value, EngineError>> {
-        Box::pin(futures_util::stream::empty())
-    }
-    async fn kill(&self, _: &str) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn stop(&self, _: &str, _: u64) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn remove(&self, _: &str) -> Result<(), EngineError> {
-        Ok(())
-    }
-}
+use common::engine::fake::FakeEngine as Fake;
 
 fn plugin(policy: &str) -> Authz<Fake> {
     let store = Store::new();
@@ -82,13 +34,13 @@ fn plugin(policy: &str) -> Authz<Fake> {
         ("bad-running".to_string(), running),
     ]);
     let metrics = Arc::new(Metrics::new(&store, &policy, Arc::default()));
+    let engine = Fake::default();
+    engine.state().images = images;
+    engine.state().containers = containers.into_iter().collect();
     Authz {
         policy,
         store,
-        engine: Fake {
-            images: Arc::new(images),
-            containers: Arc::new(containers),
-        },
+        engine,
         identity: Arc::default(),
         metrics,
         decisions: Decisions::default(),
