@@ -13,7 +13,13 @@
 //!   itself a wildcard (`*:*`, `*/app:*`) the pattern is matched as written against the
 //!   normalised reference. `name@sha256:<hex>` pins a repo digest (the strong form);
 //!   `sha256:<64 hex>` pins a local image ID.
+//! - Host power (docs/policy.md, "Host power"): the top-level `profile` (`baseline` by
+//!   default, `restricted`, `privileged`) says what a container may ask of the host unless
+//!   the rule that allows it grants more ([`Rule::grants`], judged by [`crate::power`]);
+//!   `engine_plugins` lists the engine plugins that may be installed, enabled or upgraded
+//!   ([`Policy::judge_engine_plugin`]).
 
+mod engine_plugin;
 mod judge;
 mod parse;
 pub mod reference;
@@ -23,6 +29,8 @@ use std::time::Duration;
 
 use globset::GlobMatcher;
 use serde::Deserialize;
+
+pub use crate::power::{Grants, Profile};
 
 /// Longest `stop_timeout_secs` accepted; a longer stop is better written as `kill`.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
@@ -94,6 +102,12 @@ pub struct Policy {
     pub action: Action,
     pub stop_timeout: Duration,
     pub rules: Vec<Rule>,
+    /// How much host power rules may grant (`profile = ...`, `baseline` when not given).
+    pub profile: Profile,
+    /// `engine_plugins = [...]`: the managed engine plugins that may be installed, enabled
+    /// or upgraded (judged with [`Policy::judge_engine_plugin`]); none when not given.
+    /// Each entry a reference glob (normalised like `image`) or a digest pin.
+    engine_plugins: Vec<ImageRule>,
 }
 
 /// One `[[allow]]` entry, compiled.
@@ -106,6 +120,9 @@ pub struct Rule {
     name: Option<Pattern>,
     image: Option<ImageRule>,
     labels: Vec<(String, Pattern)>,
+    /// The host power this rule grants beyond what the policy's profile allows (its grant
+    /// keys; empty when it has none).
+    pub grants: Grants,
 }
 
 #[derive(Debug, Clone)]
