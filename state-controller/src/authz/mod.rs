@@ -175,7 +175,7 @@ impl<E: Engine> Authz<E> {
         let facts = match &route {
             Route::Create { name } => self.create_facts(r, name.as_deref()).await,
             Route::Run { container, .. } | Route::Exec { container } => self.existing(container).await,
-            Route::Other => unreachable_other(),
+            _ => unreachable_other(),
         };
         let c = match facts {
             Ok(Some(c)) => c,
