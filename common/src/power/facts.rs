@@ -342,7 +342,7 @@ impl Power {
             }
         }
         for m in &h.mounts {
-            let read_only = m.read_only && !m.read_only_non_recursive;
+            let read_only = m.read_only && !m.bind.as_ref().is_some_and(|b| b.read_only_non_recursive);
             match m.kind.to_ascii_lowercase().as_str() {
                 "bind" => {
                     self.asked.insert(Ask::HostPath {
@@ -656,7 +656,7 @@ impl Power {
             }
         }
         Asks {
-            asks: asked.into_iter().collect(),
+            asks: without_repeated_paths(asked),
             unknown,
         }
     }
@@ -670,6 +670,33 @@ impl Power {
                 .iter()
                 .any(|u| matches!(u, UserFact::FromImage(_) | UserFact::Unknown(_)))
     }
+}
+
+/// The asks in order, a host path listed once: the same path reported by two fields (an
+/// inspect's `HostConfig.Mounts` and its mount points) is one ask, and a read-write mount
+/// of a path makes a read-only one of it moot.
+fn without_repeated_paths(asked: BTreeSet<Ask>) -> Vec<Ask> {
+    let rw: BTreeSet<String> = asked
+        .iter()
+        .filter_map(|a| match a {
+            Ask::HostPath {
+                path,
+                read_only: false,
+                ..
+            } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut seen: BTreeSet<(String, bool)> = BTreeSet::new();
+    asked
+        .into_iter()
+        .filter(|a| match a {
+            Ask::HostPath { path, read_only, .. } => {
+                !(*read_only && rw.contains(path)) && seen.insert((path.clone(), *read_only))
+            }
+            _ => true,
+        })
+        .collect()
 }
 
 /// `s` without `prefix`, compared ASCII case-insensitively.

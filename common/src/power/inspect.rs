@@ -24,7 +24,9 @@ use super::ask::Via;
 use super::facts::{Power, User};
 use super::path;
 use super::read;
-use super::spec::{DeviceRequestSpec, DeviceSpec, DriverSpec, HostConfigSpec, MountSpec, VolumeOptionsSpec};
+use super::spec::{
+    BindOptionsSpec, DeviceRequestSpec, DeviceSpec, DriverSpec, HostConfigSpec, MountSpec, VolumeOptionsSpec,
+};
 
 /// What the event path knows of the engine besides the inspect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -213,7 +215,9 @@ pub fn host_config(hc: &Value, at: &str, bad: &mut Vec<String>) -> HostConfigSpe
             ..MountSpec::default()
         };
         if let Some(b) = m.get("BindOptions").filter(|b| !b.is_null()) {
-            mount.read_only_non_recursive = boolean(b, "ReadOnlyNonRecursive", &at, bad);
+            mount.bind = Some(BindOptionsSpec {
+                read_only_non_recursive: boolean(b, "ReadOnlyNonRecursive", &at, bad),
+            });
         }
         if let Some(vo) = m.get("VolumeOptions").filter(|v| !v.is_null()) {
             let mut opts = VolumeOptionsSpec {

@@ -40,7 +40,9 @@ pub use ask::{Ask, Asks, Via};
 pub use facts::{MAX_DEPTH, Power, Reference, Resolved, Unresolvable, User, VolumeFacts};
 pub use grant::{Grants, Refused};
 pub use inspect::{EngineDefaults, from_inspect};
-pub use spec::{DeviceRequestSpec, DeviceSpec, DriverSpec, HostConfigSpec, MountSpec, VolumeOptionsSpec};
+pub use spec::{
+    BindOptionsSpec, DeviceRequestSpec, DeviceSpec, DriverSpec, HostConfigSpec, MountSpec, VolumeOptionsSpec,
+};
 
 /// How much host power the policy lets a rule's grants hand out, like Kubernetes' Pod
 /// Security Standards: `baseline` (the default) denies known privilege escalations unless

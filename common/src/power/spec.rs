@@ -64,10 +64,17 @@ pub struct MountSpec {
     pub target: String,
     /// `ReadOnly`.
     pub read_only: bool,
-    /// `BindOptions.ReadOnlyNonRecursive`: read-only on top, its submounts writable.
-    pub read_only_non_recursive: bool,
+    /// `BindOptions`.
+    pub bind: Option<BindOptionsSpec>,
     /// `VolumeOptions`.
     pub volume: Option<VolumeOptionsSpec>,
+}
+
+/// `mount.BindOptions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindOptionsSpec {
+    /// `ReadOnlyNonRecursive`: read-only on top, its submounts writable.
+    pub read_only_non_recursive: bool,
 }
 
 /// `mount.VolumeOptions`.

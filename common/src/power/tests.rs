@@ -202,7 +202,9 @@ fn read_only_grants_never_cover_read_write_mounts() {
             kind: "bind".into(),
             source: "/proc".into(),
             read_only: true,
-            read_only_non_recursive: true,
+            bind: Some(spec::BindOptionsSpec {
+                read_only_non_recursive: true,
+            }),
             ..MountSpec::default()
         }]
     });
@@ -992,5 +994,29 @@ fn inspect_reads_back_what_a_container_joined() {
             Reference::Container("0123abcd".into()),
             Reference::Container("web".into())
         ]
+    );
+}
+
+#[test]
+fn a_path_is_asked_once() {
+    let p = power(|h| {
+        h.binds = strings(&["/srv:/a", "/srv:/b:ro", "/etc:/e:ro"]);
+        h.mounts = vec![
+            MountSpec {
+                kind: "bind".into(),
+                source: "/srv/".into(),
+                ..MountSpec::default()
+            },
+            MountSpec {
+                kind: "bind".into(),
+                source: "/etc".into(),
+                read_only: true,
+                ..MountSpec::default()
+            },
+        ];
+    });
+    assert_eq!(
+        texts(&p, Profile::Baseline),
+        ["host path /etc (read-only)", "host path /srv (read-write)"]
     );
 }

@@ -12,7 +12,7 @@
 //! Bodies read here: `containers/create` ([`create_body`]: identity, user, and the host
 //! power of `HostConfig`, including the top-level `HostConfig` fields engines before 27
 //! still read), `exec` ([`exec_body`]), a `start` with a body on API versions before 1.24
-//! ([`start_body`]: engines before 25 apply it as the container's new `HostConfig`), and
+//! ([`start_body`]: engines before 26 apply it as the container's new `HostConfig`), and
 //! Swarm service specs ([`service_body`]). Engine plugin routes carry the plugin reference
 //! to judge ([`Route::EnginePlugin`]).
 //!
@@ -42,7 +42,7 @@ pub enum Route {
     },
     /// `POST /containers/{id}/start`, `/restart`, `/unpause`: `what` is which.
     /// `host_config_body`: a `start` on an API version before 1.24, whose body (when it has
-    /// one) engines before 25 apply as the container's new `HostConfig` ([`start_body`]).
+    /// one) engines before 26 apply as the container's new `HostConfig` ([`start_body`]).
     Run {
         container: String,
         what: &'static str,
@@ -407,7 +407,7 @@ pub fn create_body(body: &[u8]) -> Result<CreateBody, Unreadable> {
     })
 }
 
-/// What the power of a `start` body is (API before 1.24, engines before 25): the engine
+/// What the power of a `start` body is (API before 1.24, engines before 26): the engine
 /// reads it as a create body and applies its `HostConfig` (or, without one, the top-level
 /// fields) as the container's new `HostConfig`, keeping the container's user. Judge it
 /// together with the container as it exists: both are what runs.

@@ -247,7 +247,7 @@ macro_rules! go_struct {
 pub(super) use go_struct;
 
 /// `CapAdd`/`CapDrop`: a `[]string` on current engines (decoded in place), a
-/// `strslice.StrSlice` on engines before 23, which also take a single string. Both are
+/// `strslice.StrSlice` on engines before 29, which also take a single string. Both are
 /// read: a string is a one-element list.
 pub(super) struct StrSlice<'a>(pub &'a mut Vec<String>);
 

@@ -167,7 +167,7 @@ fn binds_and_mounts_together_and_the_cap_add_string_form() {
             "host path /var/lib/docker (read-write)"
         ]
     );
-    // Engines before 23 read CapAdd as a string too.
+    // Engines before 29 read CapAdd as a string too.
     assert_eq!(
         asks(r#"{"Image":"x","HostConfig":{"CapAdd":"CAP_SYS_ADMIN"}}"#),
         ["capability SYS_ADMIN"]
