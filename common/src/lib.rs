@@ -6,6 +6,10 @@
 //! - [`policy`]: the TOML allowlist ([`policy::parse`]: refused with file:line:column when
 //!   bad), what its rules say of a container on the facts at hand ([`policy::judge`]), and
 //!   image references normalised the way Docker does ([`policy::reference`]).
+//! - [`power`]: host power: what a container asks of the host (privileged, host namespaces,
+//!   host paths, capabilities, devices, unconfined options, sysctls), read alike from a
+//!   create body, an exec, a service or an inspect, and how a rule's grants judge it under
+//!   the policy's profile.
 //! - [`reload`]: hot reload of the allowlist from its watched directory, last-good semantics.
 //! - [`engine`]: the Docker Engine API over the one HTTP client (the [`engine::Engine`]
 //!   seam), and our own pictures of a container ([`engine::container`]) and an event
@@ -29,6 +33,7 @@ pub mod identity;
 pub mod informer;
 pub mod metrics;
 pub mod policy;
+pub mod power;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;

@@ -24,15 +24,24 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
         }
     };
     println!(
-        "{}: valid. mode={} action={} stop_timeout_secs={} rules={}",
+        "{}: valid. mode={} action={} profile={} stop_timeout_secs={} rules={}",
         path.display(),
         policy.mode.as_str(),
         policy.action.as_str(),
+        policy.profile,
         policy.stop_timeout.as_secs(),
         policy.rules.len()
     );
     for r in &policy.rules {
-        println!("  {r}  (line {})", r.line);
+        if r.grants.is_empty() {
+            println!("  {r}  (line {})", r.line);
+        } else {
+            println!("  {r}  grants {}  (line {})", r.grants, r.line);
+        }
+    }
+    let plugins = policy.engine_plugins();
+    if !plugins.is_empty() {
+        println!("  engine_plugins: {}", plugins.join(", "));
     }
     if offline {
         return ExitCode::SUCCESS;

@@ -172,6 +172,19 @@ fn verdict_cell(e: &Entry, mode: Option<Mode>) -> Markup {
     let Some(v) = &e.verdict else {
         return html! { span.dh { "no allowlist" } };
     };
+    html! {
+        (verdict_badge(e, v, mode))
+        @if !e.power.is_empty() || !e.power_known {
+            div.dh.power {
+                "host power: " (e.power.join("; "))
+                @if !e.power_known { " (not all known)" }
+            }
+        }
+    }
+}
+
+/// The verdict's badge and reason.
+fn verdict_badge(e: &Entry, v: &Decision, mode: Option<Mode>) -> Markup {
     if v.allowed() {
         let text = match v {
             Decision::Spare(_) => "spared".to_string(),

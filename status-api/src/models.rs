@@ -52,6 +52,15 @@ pub struct ContainerView<'a> {
     /// then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<&'a str>,
+    /// What it asks of the host (privileged, host namespaces, host paths, capabilities...)
+    /// under the policy's profile, each as text; the verdict says which rule grants them or
+    /// which one does not. Only present when it asks something.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub power: &'a [String],
+    /// False when what it asks of the host could not be found out (it is then granted
+    /// nothing). Only present then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub power_unknown: bool,
     /// `allowed`, `rule`, `reason`: only when the server runs with `--allowlist`.
     #[serde(flatten)]
     pub verdict: Option<VerdictView>,
@@ -162,6 +171,8 @@ impl<'a> ContainerView<'a> {
             labels: &c.labels,
             labels_cut: c.labels_cut,
             problem: c.problem.as_deref(),
+            power: &e.power,
+            power_unknown: !e.power_known,
             verdict: e.verdict.as_ref().map(VerdictView::from),
             last_action: e.last_action.as_ref(),
         }

@@ -34,6 +34,10 @@ pub struct Entry {
     /// The one decision about it ([`common::decision::decide`]); `None` without an
     /// allowlist.
     pub verdict: Option<Decision>,
+    /// What it asks of the host under the policy's profile, as text (empty: nothing, or no
+    /// allowlist); and whether all of it is known.
+    pub power: Arc<[String]>,
+    pub power_known: bool,
     /// Only for a running container.
     pub sample: Option<Sample>,
     pub status: String,
@@ -128,6 +132,8 @@ struct Base {
     c: Arc<Container>,
     times: Times,
     verdict: Option<Decision>,
+    power: Arc<[String]>,
+    power_known: bool,
     generation: Option<u64>,
     identity: u64,
 }
@@ -222,13 +228,21 @@ fn build(
     for c in containers {
         let base = match bases.remove(&c.id) {
             Some(b) if Arc::ptr_eq(&b.c, &c) && b.generation == generation && b.identity == identity => b,
-            _ => Base {
-                times: Times::of(&c),
-                verdict: policy.as_ref().map(|p| decide(&p.policy, &c, &me)),
-                generation,
-                identity,
-                c: c.clone(),
-            },
+            _ => {
+                let asks = policy.as_ref().map(|p| c.power.asks(p.policy.profile));
+                Base {
+                    times: Times::of(&c),
+                    verdict: policy.as_ref().map(|p| decide(&p.policy, &c, &me)),
+                    power: asks
+                        .as_ref()
+                        .map(|a| a.asks.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    power_known: asks.is_none_or(|a| a.is_known()),
+                    generation,
+                    identity,
+                    c: c.clone(),
+                }
+            }
         };
         let sample = samples.get(&c.id).filter(|_| c.state == State::Running).cloned();
         let resource_class = ResourceClass::of(c.state, sample.as_ref());
@@ -239,6 +253,8 @@ fn build(
             sample,
             times: base.times,
             verdict: base.verdict.clone(),
+            power: base.power.clone(),
+            power_known: base.power_known,
             last_action: decisions.latest_for(&c.id).cloned(),
             json: Bytes::new(),
             c,
@@ -357,6 +373,8 @@ mod tests {
             }),
             times: Times::default(),
             verdict: None,
+            power: Arc::from([]),
+            power_known: true,
             sample: None,
             status: "Up 1 second".into(),
             resource_class: ResourceClass::Unknown,

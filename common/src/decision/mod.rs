@@ -19,10 +19,11 @@ mod text;
 
 use std::sync::Arc;
 
-use crate::engine::container::{Container, State};
+use crate::engine::container::{Container, Source, State};
 use crate::policy::judge::PodmanHint;
 use crate::policy::reference::Reference;
-use crate::policy::{Action, Missing, Mode, Policy, Tri};
+use crate::policy::{Action, Missing, Mode, PluginJudgement, Policy, Tri};
+use crate::power::{Ask, Asks, Profile, Refused};
 
 pub use record::{ActionResult, DecisionRecord, Endpoint, EventKind, Trigger};
 
@@ -83,13 +84,16 @@ impl Verdict {
     }
 }
 
-/// A rule that allowed.
+/// A rule that allowed (or, for an engine plugin, an `engine_plugins` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
-    /// 1-based index of the `[[allow]]` rule.
+    /// 1-based index of the `[[allow]]` rule (or `engine_plugins` entry).
     pub rule: usize,
     /// The rule as written (`allow[2] (image="nginx:*")`).
     pub rule_text: Arc<str>,
+    /// The host power it asks for, every one granted by the rule (empty: none, or the
+    /// `privileged` profile, which judges identity only).
+    pub granted: Vec<Ask>,
 }
 
 /// Why a container is denied.
@@ -99,6 +103,19 @@ pub enum Why {
     NoRule(Option<PodmanHint>),
     /// Its metadata could not be read whole, and what is known does not allow it.
     Unjudgeable(String),
+    /// A rule matches its identity but does not grant a power it asks for: the first such
+    /// rule, the first power it does not grant (in [`Ask`]'s order), and the grant that
+    /// would (TOML).
+    Power {
+        rule: usize,
+        ask: Box<Ask>,
+        grant: String,
+    },
+    /// A rule matches its identity, but what it asks of the host could not be found out
+    /// (a volume or joined container that cannot be looked up): nothing is granted on it.
+    PowerUnknown { rule: usize, missing: Vec<String> },
+    /// An engine plugin that no `engine_plugins` entry allows (`listed`: there are some).
+    EnginePlugin { plugin: String, listed: bool },
 }
 
 /// What the kind of a denial is, as records and the API name it.
@@ -107,6 +124,8 @@ pub enum Why {
 pub enum WhyKind {
     NoRule,
     Unjudgeable,
+    Power,
+    EnginePlugin,
     /// What a record with a kind this build does not know reads as.
     #[serde(other)]
     Other,
@@ -117,6 +136,8 @@ impl Why {
         match self {
             Why::NoRule(_) => WhyKind::NoRule,
             Why::Unjudgeable(_) => WhyKind::Unjudgeable,
+            Why::Power { .. } | Why::PowerUnknown { .. } => WhyKind::Power,
+            Why::EnginePlugin { .. } => WhyKind::EnginePlugin,
         }
     }
 }
@@ -216,24 +237,58 @@ impl Identity {
 }
 
 /// Decides what the policy means for `c`, without I/O.
+///
+/// A rule allows `c` when it matches its identity and grants every power it asks of the
+/// host under the policy's profile (`privileged`: identity alone). A container seen only
+/// through an event shows no power: when a rule matches its identity, the decision waits
+/// for the inspect ([`Missing::Power`]). When no rule allows, the denial names the first
+/// rule that matched the identity and what it did not grant, else that no rule matches.
 pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
     let spare = me.spares(c);
     if let Ok(Some(s)) = spare {
         return Decision::Spare(s);
     }
     let mut unknown = None;
+    let mut failure = None;
+    let mut asks: Option<Asks> = None;
     for r in &policy.rules {
         match r.identity(c) {
-            Tri::Yes => {
-                return Decision::Allow(Allowed {
-                    rule: r.index,
-                    rule_text: r.to_string().into(),
-                });
-            }
-            Tri::No => {}
+            Tri::No => continue,
             Tri::Unknown(m) => {
                 unknown = Some(m);
                 break;
+            }
+            Tri::Yes => {}
+        }
+        let allow = |granted: Vec<Ask>| {
+            Decision::Allow(Allowed {
+                rule: r.index,
+                rule_text: r.to_string().into(),
+                granted,
+            })
+        };
+        if policy.profile == Profile::Privileged {
+            return allow(Vec::new());
+        }
+        let asks = asks.get_or_insert_with(|| c.power.asks(policy.profile));
+        if !asks.is_known() && c.source == Source::Event {
+            unknown = Some(Missing::Power);
+            break;
+        }
+        match r.grants.check(asks) {
+            Ok(()) => return allow(asks.asks.clone()),
+            Err(Refused::Ungranted { ask, grant }) => {
+                failure.get_or_insert(Why::Power {
+                    rule: r.index,
+                    ask,
+                    grant,
+                });
+            }
+            Err(Refused::Unknown { missing }) => {
+                failure.get_or_insert(Why::PowerUnknown {
+                    rule: r.index,
+                    missing,
+                });
             }
         }
     }
@@ -248,7 +303,28 @@ pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
         // Full facts cannot be had: what is known did not allow it.
         (_, _, Some(problem)) => deny(Why::Unjudgeable(problem.clone())),
         (Some(m), _, None) | (None, Err(m), None) => Decision::Undecided(m),
-        (None, Ok(_), None) => deny(Why::NoRule(policy.podman_hint(c))),
+        (None, Ok(_), None) => deny(failure.unwrap_or_else(|| Why::NoRule(policy.podman_hint(c)))),
+    }
+}
+
+/// Decides an engine plugin's install, enable or upgrade (`reference`: the plugin being
+/// pulled or upgraded to, or an installed plugin's name) by the policy's `engine_plugins`.
+pub fn decide_engine_plugin(policy: &Policy, reference: &str) -> Decision {
+    let deny = |why| {
+        Decision::Deny(Denied {
+            why,
+            plan: Plan::Nothing,
+            audit: policy.mode == Mode::Audit,
+        })
+    };
+    match policy.judge_engine_plugin(reference) {
+        PluginJudgement::Allowed { entry, written } => Decision::Allow(Allowed {
+            rule: entry,
+            rule_text: format!("engine_plugins[{entry}] = {written:?}").into(),
+            granted: Vec::new(),
+        }),
+        PluginJudgement::NotListed { plugin, listed } => deny(Why::EnginePlugin { plugin, listed }),
+        PluginJudgement::Unreadable(why) => deny(Why::Unjudgeable(why)),
     }
 }
 
@@ -465,5 +541,146 @@ mod text_tests {
             Decision::Undecided(Missing::Image).to_string(),
             "undecided: the image (not resolved yet) not known yet"
         );
+    }
+}
+
+#[cfg(test)]
+mod power_tests {
+    use super::*;
+    use crate::power::{HostConfigSpec, Namespace, Power, User};
+
+    fn asking(pid_host: bool, binds: &[&str]) -> Power {
+        let spec = HostConfigSpec {
+            pid_mode: if pid_host { "host".into() } else { String::new() },
+            binds: binds.iter().map(|b| b.to_string()).collect(),
+            ..Default::default()
+        };
+        Power::from_host_config(&spec, User::Set(String::new()))
+    }
+
+    fn app(power: Power) -> Container {
+        Container {
+            id: "c1".into(),
+            name: "app-1".into(),
+            image: "app:1".into(),
+            image_id: "sha256:1".into(),
+            state: State::Running,
+            power,
+            ..Default::default()
+        }
+    }
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, "t").unwrap()
+    }
+
+    #[test]
+    fn a_rule_allows_only_the_power_it_grants() {
+        let me = Identity::default();
+        let p = policy("[[allow]]\nimage = \"app:*\"\n");
+        let d = decide(&p, &app(asking(true, &[])), &me);
+        match &d {
+            Decision::Deny(Denied {
+                why: Why::Power { rule: 1, ask, grant },
+                plan: Plan::Now(Action::Kill),
+                audit: false,
+            }) => {
+                assert_eq!(**ask, Ask::HostNamespace(Namespace::Pid));
+                assert_eq!(grant, r#"host_namespaces = ["pid"]"#);
+            }
+            d => panic!("{d:?}"),
+        }
+        assert_eq!(
+            d.to_string(),
+            r#"host pid namespace (allow[1] matches it but does not grant host_namespaces = ["pid"])"#
+        );
+        assert_eq!(d.denied().map(|d| d.why.kind()), Some(WhyKind::Power));
+        assert!(
+            decide(&p, &app(asking(false, &[])), &me).allowed(),
+            "asks nothing"
+        );
+
+        let granted = policy("[[allow]]\nimage = \"app:*\"\nhost_namespaces = [\"pid\"]\n");
+        let d = decide(&granted, &app(asking(true, &[])), &me);
+        assert_eq!(d.rule(), Some(1));
+        assert!(
+            d.to_string().ends_with(", which grants host pid namespace"),
+            "{d}"
+        );
+        // Exactly the grant: a bind is another power.
+        let d = decide(&granted, &app(asking(true, &["/:/host"])), &me);
+        assert!(
+            matches!(
+                &d,
+                Decision::Deny(Denied {
+                    why: Why::Power { .. },
+                    ..
+                })
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_rule_that_grants_allows_and_the_first_that_matched_is_named_otherwise() {
+        let me = Identity::default();
+        let p =
+            policy("[[allow]]\nimage = \"app:*\"\n[[allow]]\nname = \"app-*\"\nmounts = [\"/var/log/**\"]\n");
+        let d = decide(&p, &app(asking(false, &["/var/log:/logs:ro"])), &me);
+        assert_eq!(d.rule(), Some(2));
+        let d = decide(&p, &app(asking(false, &["/etc:/etc"])), &me);
+        match d {
+            Decision::Deny(Denied {
+                why: Why::Power { rule: 1, .. },
+                ..
+            }) => {}
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn events_wait_for_the_inspect_when_power_could_decide_and_not_otherwise() {
+        let me = Identity::default();
+        let p = policy("[[allow]]\nname = \"app-*\"\n");
+        let mut ev = app(Power::unknown("an event does not show what it asks of the host"));
+        ev.source = Source::Event;
+        assert_eq!(decide(&p, &ev, &me), Decision::Undecided(Missing::Power));
+        ev.name = "stranger".into();
+        assert!(
+            matches!(decide(&p, &ev, &me), Decision::Deny(_)),
+            "no rule matches whatever it asks: decided at once"
+        );
+        // An inspect whose power cannot be found out is denied, not waited for.
+        let mut inspected = app(Power::unknown("volume v not resolved"));
+        inspected.source = Source::Inspect;
+        match decide(&p, &inspected, &me) {
+            Decision::Deny(Denied {
+                why: Why::PowerUnknown { rule: 1, missing },
+                ..
+            }) => assert!(missing[0].contains("volume v")),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn the_privileged_profile_judges_identity_only_and_audit_only_logs() {
+        let me = Identity::default();
+        let p = policy("profile = \"privileged\"\n[[allow]]\nimage = \"app:*\"\n");
+        assert!(decide(&p, &app(asking(true, &["/:/host"])), &me).allowed());
+        let p = policy("mode = \"audit\"\n[[allow]]\nimage = \"app:*\"\n");
+        let d = decide(&p, &app(asking(true, &[])), &me);
+        assert!(matches!(d, Decision::Deny(Denied { audit: true, .. })));
+        assert_eq!(d.action_now(), None);
+    }
+
+    #[test]
+    fn engine_plugins_are_decided_by_their_list() {
+        let p = policy("engine_plugins = [\"vieux/sshfs:*\"]\n[[allow]]\nname = \"a\"\n");
+        let d = decide_engine_plugin(&p, "vieux/sshfs:latest");
+        assert_eq!(d.rule(), Some(1));
+        assert_eq!(d.to_string(), r#"allowed by engine_plugins[1] = "vieux/sshfs:*""#);
+        let d = decide_engine_plugin(&p, "evil/sshfs");
+        assert_eq!(d.denied().map(|d| d.why.kind()), Some(WhyKind::EnginePlugin));
+        assert!(d.to_string().contains("no engine_plugins entry allows it"), "{d}");
     }
 }

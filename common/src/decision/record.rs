@@ -244,6 +244,13 @@ pub enum Endpoint {
     Restart,
     Unpause,
     Exec,
+    ServiceCreate,
+    ServiceUpdate,
+    PluginPull,
+    PluginCreate,
+    PluginEnable,
+    PluginUpgrade,
+    PluginSet,
     /// An authorization request that could not be read.
     Request,
     /// Everything the plugin does not judge (allowed at once).
@@ -251,12 +258,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Create,
         Endpoint::Start,
         Endpoint::Restart,
         Endpoint::Unpause,
         Endpoint::Exec,
+        Endpoint::ServiceCreate,
+        Endpoint::ServiceUpdate,
+        Endpoint::PluginPull,
+        Endpoint::PluginCreate,
+        Endpoint::PluginEnable,
+        Endpoint::PluginUpgrade,
+        Endpoint::PluginSet,
         Endpoint::Request,
         Endpoint::Other,
     ];
@@ -269,8 +283,28 @@ impl Endpoint {
             Endpoint::Restart => "restart",
             Endpoint::Unpause => "unpause",
             Endpoint::Exec => "exec",
+            Endpoint::ServiceCreate => "service_create",
+            Endpoint::ServiceUpdate => "service_update",
+            Endpoint::PluginPull => "plugin_pull",
+            Endpoint::PluginCreate => "plugin_create",
+            Endpoint::PluginEnable => "plugin_enable",
+            Endpoint::PluginUpgrade => "plugin_upgrade",
+            Endpoint::PluginSet => "plugin_set",
             Endpoint::Request => "request",
             Endpoint::Other => "other",
+        }
+    }
+
+    /// What the refusal calls the object (`container`, `service`, `engine plugin`).
+    pub fn object(self) -> &'static str {
+        match self {
+            Endpoint::ServiceCreate | Endpoint::ServiceUpdate => "service",
+            Endpoint::PluginPull
+            | Endpoint::PluginCreate
+            | Endpoint::PluginEnable
+            | Endpoint::PluginUpgrade
+            | Endpoint::PluginSet => "engine plugin",
+            _ => "container",
         }
     }
 }

@@ -17,7 +17,12 @@ impl Spare {
 
 impl fmt::Display for Allowed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "allowed by {}", self.rule_text)
+        write!(f, "allowed by {}", self.rule_text)?;
+        for (i, a) in self.granted.iter().enumerate() {
+            f.write_str(if i == 0 { ", which grants " } else { "; " })?;
+            a.fmt(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -31,6 +36,23 @@ impl fmt::Display for Why {
                 h.rule, h.hub, h.local, h.fix
             ),
             Why::Unjudgeable(problem) => write!(f, "cannot be judged: {problem}"),
+            Why::Power { rule, ask, grant } => {
+                write!(f, "{ask} (allow[{rule}] matches it but does not grant {grant})")
+            }
+            Why::PowerUnknown { rule, missing } => write!(
+                f,
+                "what it asks of the host is not known ({}): allow[{rule}] matches it but grants nothing unknown",
+                missing.join("; ")
+            ),
+            Why::EnginePlugin {
+                plugin,
+                listed: false,
+            } => {
+                write!(f, "engine plugin {plugin}: the policy lists no engine_plugins")
+            }
+            Why::EnginePlugin { plugin, listed: true } => {
+                write!(f, "engine plugin {plugin}: no engine_plugins entry allows it")
+            }
         }
     }
 }

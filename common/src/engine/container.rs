@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::power::{EngineDefaults, Power};
+
 /// Label values longer than this (key + value bytes) are not kept in the stored copy.
 pub const LABEL_ENTRY_MAX: usize = 4 << 10;
 /// At most this many bytes of labels (keys + values) are kept per stored container.
@@ -166,9 +168,18 @@ pub struct Container {
     /// ([`crate::identity`]).
     #[serde(skip)]
     pub upper_dir: Option<String>,
+    /// What it asks of the host ([`crate::power`]): read from an inspect, resolved by the
+    /// informer; unknown when seen through an event or the list only. `Default` (tests,
+    /// examples) asks nothing.
+    #[serde(skip)]
+    pub power: Power,
     /// How much of this is known.
     #[serde(skip)]
     pub source: Source,
+    /// The name is not known yet (a Swarm service's tasks are named when they are made):
+    /// name rules cannot settle it.
+    #[serde(skip)]
+    pub name_unknown: bool,
     /// Label keys the source could not show (an event's attributes overwrite labels named
     /// `name`, `image`, and on renames `oldName`).
     #[serde(skip)]
@@ -182,12 +193,14 @@ pub struct Container {
     pub problem: Option<String>,
 }
 
-/// What an image inspect tells: the ID and the names it is known by.
+/// What an image inspect tells: the ID, the names it is known by, and its user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFacts {
     pub id: String,
     pub tags: Vec<String>,
     pub digests: Vec<String>,
+    /// `Config.User` (empty: root): who a container runs as when its request sets no user.
+    pub user: String,
 }
 
 impl ImageFacts {
@@ -196,6 +209,7 @@ impl ImageFacts {
             id: str_at(v, &["Id"]).to_string(),
             tags: strings_at(v, "RepoTags"),
             digests: strings_at(v, "RepoDigests"),
+            user: str_at(v, &["Config", "User"]).to_string(),
         }
     }
 }
@@ -262,7 +276,11 @@ impl Container {
     /// Converts an inspect answer. The fields a decision depends on (ID, name, the image
     /// as given, the image ID, the state) must be there: a container is never judged on
     /// missing metadata, the caller retries and in the end reports it unjudgeable.
-    pub fn from_inspect(v: &Value, image: Option<&ImageFacts>) -> Result<Container, Incomplete> {
+    pub fn from_inspect(
+        v: &Value,
+        image: Option<&ImageFacts>,
+        engine: &EngineDefaults,
+    ) -> Result<Container, Incomplete> {
         let id = str_at(v, &["Id"]).to_string();
         let missing = |field| Incomplete {
             id: id.clone(),
@@ -324,7 +342,9 @@ impl Container {
             path_mounted,
             tty: at(v, &["Config", "Tty"]).as_bool().unwrap_or(false),
             upper_dir: opt_str(v, &["GraphDriver", "Data", "UpperDir"]),
+            power: crate::power::from_inspect(v, image.map(|i| i.user.as_str()), engine),
             source: Source::Inspect,
+            name_unknown: false,
             hidden_labels: &[],
             labels_cut: false,
             problem: None,
@@ -347,6 +367,7 @@ impl Container {
             state: State::from_engine(str_at(v, &["State"])),
             labels: labels_of(at(v, &["Labels"])),
             source: Source::List,
+            power: Power::unknown("the list does not show what it asks of the host"),
             ..Default::default()
         }
     }
@@ -415,7 +436,9 @@ impl Container {
             path_mounted: self.path_mounted,
             tty: self.tty,
             upper_dir: self.upper_dir.clone(),
+            power: self.power.clone(),
             source: self.source,
+            name_unknown: self.name_unknown,
             hidden_labels: self.hidden_labels,
             labels_cut: self.labels_cut,
             problem: self.problem.clone(),
@@ -503,7 +526,7 @@ mod tests {
 
     #[test]
     fn converts_inspect_without_env_and_whatever_the_unused_fields_hold() {
-        let c = Container::from_inspect(&inspect(), None).unwrap();
+        let c = Container::from_inspect(&inspect(), None, &EngineDefaults::default()).unwrap();
         assert_eq!(c.name, "web-1");
         assert_eq!(c.image, "nginx:1.27");
         assert_eq!(c.state, State::Running);
@@ -528,7 +551,7 @@ mod tests {
         ] {
             let mut i = inspect();
             *i.pointer_mut(ptr).unwrap() = Value::Null;
-            let e = Container::from_inspect(&i, None).unwrap_err();
+            let e = Container::from_inspect(&i, None, &EngineDefaults::default()).unwrap_err();
             assert_eq!(e.field, field);
         }
     }
@@ -537,7 +560,7 @@ mod tests {
     fn unknown_states_are_kept_live() {
         let mut i = inspect();
         *i.pointer_mut("/State/Status").unwrap() = json!("hibernating");
-        let c = Container::from_inspect(&i, None).unwrap();
+        let c = Container::from_inspect(&i, None, &EngineDefaults::default()).unwrap();
         assert_eq!(c.state, State::Unknown);
         assert!(c.state.is_live());
         assert!(!State::Exited.is_live());
@@ -550,16 +573,28 @@ mod tests {
     fn a_mount_over_the_program_is_noticed() {
         let mut i = inspect();
         *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin"}]);
-        assert!(Container::from_inspect(&i, None).unwrap().path_mounted);
+        assert!(
+            Container::from_inspect(&i, None, &EngineDefaults::default())
+                .unwrap()
+                .path_mounted
+        );
         *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin/web"}]);
-        assert!(Container::from_inspect(&i, None).unwrap().path_mounted);
+        assert!(
+            Container::from_inspect(&i, None, &EngineDefaults::default())
+                .unwrap()
+                .path_mounted
+        );
         *i.pointer_mut("/Mounts").unwrap() = json!([{"Destination": "/bin/we"}]);
-        assert!(!Container::from_inspect(&i, None).unwrap().path_mounted);
+        assert!(
+            !Container::from_inspect(&i, None, &EngineDefaults::default())
+                .unwrap()
+                .path_mounted
+        );
     }
 
     #[test]
     fn bounded_copies_drop_what_does_not_fit_and_say_so() {
-        let mut c = Container::from_inspect(&inspect(), None).unwrap();
+        let mut c = Container::from_inspect(&inspect(), None, &EngineDefaults::default()).unwrap();
         assert!(c.is_bounded());
         c.labels.insert("big".into(), "x".repeat(LABEL_ENTRY_MAX));
         for i in 0..100 {

@@ -221,6 +221,7 @@ impl Event {
             labels,
             source: Source::Event,
             hidden_labels: hidden,
+            power: crate::power::Power::unknown("an event does not show what it asks of the host"),
             ..Default::default()
         })
     }

@@ -17,6 +17,7 @@ use super::container::{Container, ImageFacts};
 use super::event::Event;
 use super::{Engine, EngineError, decode};
 use crate::identity::Summary;
+use crate::power::{EngineDefaults, VolumeFacts};
 
 /// What the fake holds; tests change it through [`FakeEngine::state`].
 #[derive(Default)]
@@ -41,6 +42,12 @@ pub struct FakeState {
     pub lists: u32,
     /// Actions asked: (`kill` | `stop` | `remove`, ID).
     pub actions: Vec<(&'static str, String)>,
+    /// Volume inspect answers by name.
+    pub volumes: HashMap<String, Value>,
+    /// What `GET /info` would tell.
+    pub defaults: EngineDefaults,
+    /// Installed engine plugins: name → the reference it was pulled from.
+    pub plugins: HashMap<String, String>,
 }
 
 #[derive(Clone, Default)]
@@ -146,7 +153,19 @@ impl Engine for FakeEngine {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        decode::inspect(s.containers.get(id).ok_or_else(|| status(404))?)
+        decode::inspect(s.containers.get(id).ok_or_else(|| status(404))?, &s.defaults)
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeFacts>, EngineError> {
+        Ok(self.state().volumes.get(name).map(decode::volume))
+    }
+
+    async fn defaults(&self) -> Result<EngineDefaults, EngineError> {
+        Ok(self.state().defaults)
+    }
+
+    async fn plugin(&self, name: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.state().plugins.get(name).cloned())
     }
 
     async fn image(&self, id: &str) -> Result<ImageFacts, EngineError> {

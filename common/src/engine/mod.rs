@@ -18,6 +18,7 @@ pub mod event;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod logs;
+pub mod resolve;
 
 use std::fmt;
 use std::future::Future;
@@ -30,6 +31,7 @@ use serde_json::Value;
 
 use crate::http::client::{self, Client, JsonLines, Target, encode};
 use crate::identity::Summary;
+use crate::power::{EngineDefaults, VolumeFacts};
 use container::{Container, ImageFacts};
 use event::Event;
 
@@ -137,6 +139,14 @@ pub trait Engine: Clone + Send + Sync + 'static {
     fn inspect(&self, id: &str) -> impl Future<Output = Result<Container, EngineError>> + Send;
     /// `GET /images/{id}/json`.
     fn image(&self, id: &str) -> impl Future<Output = Result<ImageFacts, EngineError>> + Send;
+    /// `GET /volumes/{name}`: its driver and options; `None` when there is no such volume.
+    fn volume(&self, name: &str) -> impl Future<Output = Result<Option<VolumeFacts>, EngineError>> + Send;
+    /// `GET /plugins/{name}/json`: the reference an installed engine plugin was pulled from
+    /// (`PluginReference`); `None` when there is no such plugin.
+    fn plugin(&self, name: &str) -> impl Future<Output = Result<Option<String>, EngineError>> + Send;
+    /// What the engine does by default that its inspects do not say apart from a request
+    /// (`GET /info`, learnt once): whether containers share the host's cgroup namespace.
+    fn defaults(&self) -> impl Future<Output = Result<EngineDefaults, EngineError>> + Send;
     /// `GET /events?since=..&filters=..`: the events until the stream ends (events that
     /// name no actor are skipped). `filters` is the engine's JSON filter object.
     fn events(&self, since: &str, filters: &Value) -> BoxStream<'static, Result<Event, EngineError>>;
@@ -157,6 +167,7 @@ pub mod decode {
     use crate::engine::container::{Container, ImageFacts};
     use crate::engine::event::Event;
     use crate::identity::Summary;
+    use crate::power::{EngineDefaults, VolumeFacts};
 
     fn array(what: &str, v: Value) -> Result<Vec<Value>, EngineError> {
         match v {
@@ -184,8 +195,8 @@ pub mod decode {
             .map(Container::from_summary))
     }
 
-    pub fn inspect(v: &Value) -> Result<Container, EngineError> {
-        Container::from_inspect(v, None).map_err(|e| EngineError::Decode {
+    pub fn inspect(v: &Value, engine: &EngineDefaults) -> Result<Container, EngineError> {
+        Container::from_inspect(v, None, engine).map_err(|e| EngineError::Decode {
             what: "inspect container".into(),
             message: e.to_string(),
         })
@@ -193,6 +204,32 @@ pub mod decode {
 
     pub fn image(v: &Value) -> ImageFacts {
         ImageFacts::from_json(v)
+    }
+
+    /// A volume inspect: `Driver`, `Options` (null: none); values that are not strings
+    /// are kept as their JSON text.
+    pub fn volume(v: &Value) -> VolumeFacts {
+        VolumeFacts {
+            driver: v.get("Driver").and_then(Value::as_str).unwrap_or("").to_string(),
+            options: crate::engine::container::labels_of(v.get("Options").unwrap_or(&Value::Null))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// `GET /info`: an engine whose `SecurityOptions` lack `name=cgroupns` gives
+    /// containers the host's cgroup namespace by default (cgroup v1, or configured so).
+    pub fn defaults(v: &Value) -> EngineDefaults {
+        let private = v
+            .get("SecurityOptions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|o| o.split(',').any(|kv| kv == "name=cgroupns"));
+        EngineDefaults {
+            host_cgroupns_by_default: !private,
+        }
     }
 
     pub fn event(v: Result<Value, EngineError>) -> Option<Result<Event, EngineError>> {
@@ -208,6 +245,8 @@ pub mod decode {
 pub struct HttpEngine {
     endpoint: std::sync::Arc<Endpoint>,
     client: Client,
+    /// Learnt from the engine once ([`Engine::defaults`]).
+    defaults: std::sync::Arc<tokio::sync::OnceCell<EngineDefaults>>,
 }
 
 impl HttpEngine {
@@ -223,6 +262,7 @@ impl HttpEngine {
         Ok(HttpEngine {
             endpoint: std::sync::Arc::new(endpoint),
             client,
+            defaults: std::sync::Arc::default(),
         })
     }
 
@@ -321,10 +361,54 @@ impl Engine for HttpEngine {
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let defaults = self.defaults().await?;
         let v = self
             .get_json("inspect container", &format!("/containers/{}/json", encode(id)))
             .await?;
-        decode::inspect(&v)
+        decode::inspect(&v, &defaults)
+    }
+
+    async fn volume(&self, name: &str) -> Result<Option<VolumeFacts>, EngineError> {
+        match self
+            .get_json("inspect volume", &format!("/volumes/{}", encode(name)))
+            .await
+        {
+            Ok(v) => Ok(Some(decode::volume(&v))),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn plugin(&self, name: &str) -> Result<Option<String>, EngineError> {
+        match self
+            .get_json(
+                "inspect engine plugin",
+                &format!("/plugins/{}/json", encode(name)),
+            )
+            .await
+        {
+            Ok(v) => Ok(v
+                .get("PluginReference")
+                .and_then(Value::as_str)
+                .map(str::to_string)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn defaults(&self) -> Result<EngineDefaults, EngineError> {
+        self.defaults
+            .get_or_try_init(|| async {
+                let v = self.get_json("read the engine's defaults", "/info").await?;
+                let d = decode::defaults(&v);
+                tracing::info!(
+                    host_cgroupns_by_default = d.host_cgroupns_by_default,
+                    "engine defaults learnt"
+                );
+                Ok(d)
+            })
+            .await
+            .copied()
     }
 
     async fn image(&self, id: &str) -> Result<ImageFacts, EngineError> {

@@ -88,10 +88,17 @@ async fn inspect_once<E: Engine>(shared: &Shared<E>, id: &str) -> Attempt {
             return Attempt::Failed(e.to_string());
         }
     };
-    match image_facts(shared, &c.image_id).await {
-        Ok(f) => Attempt::Got(Box::new(c.with_image(&f))),
-        Err(e) if e.is_unreachable() => Attempt::Unreachable(e.to_string()),
-        Err(e) => Attempt::Failed(e.to_string()),
+    let mut c = match image_facts(shared, &c.image_id).await {
+        Ok(f) => c.with_image(&f),
+        Err(e) if e.is_unreachable() => return Attempt::Unreachable(e.to_string()),
+        Err(e) => return Attempt::Failed(e.to_string()),
+    };
+    // What it asks of the host, whole: a joined container's, a volume's. Under `baseline`
+    // (the image's user, asked under `restricted`, is in an inspect's Config.User already).
+    match crate::engine::resolve::resolve(&shared.engine, &mut c.power, crate::power::Profile::Baseline).await
+    {
+        Ok(()) => Attempt::Got(Box::new(c)),
+        Err(e) => Attempt::Unreachable(e.to_string()),
     }
 }
 

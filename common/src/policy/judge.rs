@@ -52,10 +52,11 @@ impl Policy {
 impl Rule {
     /// Whether `c`'s identity (name, image, labels) matches: every field given must match.
     pub fn identity(&self, c: &Container) -> Tri {
-        let name = self
-            .name
-            .as_ref()
-            .map_or(Tri::Yes, |p| Tri::of(p.matcher.is_match(&c.name)));
+        let name = match &self.name {
+            None => Tri::Yes,
+            Some(_) if c.name_unknown => Tri::Unknown(Missing::Name),
+            Some(p) => Tri::of(p.matcher.is_match(&c.name)),
+        };
         name.and(|| self.image.as_ref().map_or(Tri::Yes, |i| i.check(c)))
             .and(|| {
                 self.labels

@@ -13,7 +13,15 @@
 //!   itself a wildcard (`*:*`, `*/app:*`) the pattern is matched as written against the
 //!   normalised reference. `name@sha256:<hex>` pins a repo digest (the strong form);
 //!   `sha256:<64 hex>` pins a local image ID.
+//! - Host power (docs/policy.md, "Host power"): the top-level `profile` (`baseline` by
+//!   default, `restricted`, `privileged`) says what a container may ask of the host unless
+//!   the rule that allows it grants more ([`Rule::grants`], judged by [`crate::power`]);
+//!   `engine_plugins` lists the engine plugins that may be installed, enabled or upgraded
+//!   ([`Policy::judge_engine_plugin`]).
 
+mod engine_plugin;
+
+pub use engine_plugin::PluginJudgement;
 pub mod judge;
 mod parse;
 pub mod reference;
@@ -23,6 +31,8 @@ use std::time::Duration;
 
 use globset::GlobMatcher;
 use serde::Deserialize;
+
+pub use crate::power::{Grants, Profile};
 
 /// Longest `stop_timeout_secs` accepted; a longer stop is better written as `kill`.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
@@ -94,6 +104,12 @@ pub struct Policy {
     pub action: Action,
     pub stop_timeout: Duration,
     pub rules: Vec<Rule>,
+    /// How much host power rules may grant (`profile = ...`, `baseline` when not given).
+    pub profile: Profile,
+    /// `engine_plugins = [...]`: the managed engine plugins that may be installed, enabled
+    /// or upgraded (judged with [`Policy::judge_engine_plugin`]); none when not given.
+    /// Each entry a reference glob (normalised like `image`) or a digest pin.
+    engine_plugins: Vec<ImageRule>,
 }
 
 /// One `[[allow]]` entry, compiled.
@@ -106,6 +122,9 @@ pub struct Rule {
     name: Option<Pattern>,
     image: Option<ImageRule>,
     labels: Vec<(String, Pattern)>,
+    /// The host power this rule grants beyond what the policy's profile allows (its grant
+    /// keys; empty when it has none).
+    pub grants: Grants,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +159,10 @@ pub enum Missing {
     CutLabel,
     /// Whether it runs dockwarden's own program (an event naming our image).
     OwnProgram,
+    /// What it asks of the host (an event shows none of it).
+    Power,
+    /// Its name (a service's tasks are named when they are made).
+    Name,
 }
 
 impl Missing {
@@ -149,6 +172,8 @@ impl Missing {
             Missing::HiddenLabel => "a label the event does not show",
             Missing::CutLabel => "a label left out of the stored copy",
             Missing::OwnProgram => "whether it runs dockwarden's own program",
+            Missing::Power => "what it asks of the host",
+            Missing::Name => "its name",
         }
     }
 }

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::reference::{self, Reference};
-use super::{Action, ImageRule, MAX_STOP_TIMEOUT_SECS, Mode, Pattern, Policy, PolicyError, Rule};
+use super::{
+    Action, Grants, ImageRule, MAX_STOP_TIMEOUT_SECS, Mode, Pattern, Policy, PolicyError, Profile, Rule,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,8 @@ struct RawPolicy {
     #[serde(default)]
     action: Action,
     stop_timeout_secs: Option<Spanned<u64>>,
+    profile: Option<Spanned<Profile>>,
+    engine_plugins: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     allow: Vec<Spanned<RawRule>>,
 }
@@ -30,6 +34,63 @@ struct RawRule {
     name: Option<Spanned<String>>,
     image: Option<Spanned<String>>,
     labels: Option<BTreeMap<String, Spanned<String>>>,
+    // Grants of host power (docs/policy.md, "Host power").
+    privileged: Option<Spanned<bool>>,
+    host_namespaces: Option<Spanned<Vec<Spanned<String>>>>,
+    mounts: Option<Spanned<Vec<Spanned<String>>>>,
+    capabilities: Option<Spanned<Vec<Spanned<String>>>>,
+    devices: Option<Spanned<Vec<Spanned<String>>>>,
+    unconfined: Option<Spanned<Vec<Spanned<String>>>>,
+    sysctls: Option<Spanned<Vec<Spanned<String>>>>,
+    run_as_root: Option<Spanned<bool>>,
+    allow_privilege_escalation: Option<Spanned<bool>>,
+}
+
+/// A grant key's entries and how each is added to [`Grants`].
+type ListKey<'a> = (
+    &'static str,
+    &'a Option<Spanned<Vec<Spanned<String>>>>,
+    fn(&mut Grants, &str) -> Result<(), String>,
+);
+
+impl RawRule {
+    /// The grant keys given, with the span of each value: for refusing them where they
+    /// mean nothing.
+    fn grant_keys(&self) -> Vec<(&'static str, Range<usize>)> {
+        let mut keys = Vec::new();
+        if let Some(b) = &self.privileged {
+            keys.push(("privileged", b.span()));
+        }
+        for (key, list, _) in self.grant_lists() {
+            if let Some(l) = list {
+                keys.push((key, l.span()));
+            }
+        }
+        for (key, b) in [
+            ("run_as_root", &self.run_as_root),
+            ("allow_privilege_escalation", &self.allow_privilege_escalation),
+        ] {
+            if let Some(b) = b {
+                keys.push((key, b.span()));
+            }
+        }
+        keys
+    }
+
+    fn grant_lists(&self) -> [ListKey<'_>; 6] {
+        [
+            (
+                "host_namespaces",
+                &self.host_namespaces,
+                Grants::add_host_namespace,
+            ),
+            ("mounts", &self.mounts, Grants::add_mount),
+            ("capabilities", &self.capabilities, Grants::add_capability),
+            ("devices", &self.devices, Grants::add_device),
+            ("unconfined", &self.unconfined, Grants::add_unconfined),
+            ("sysctls", &self.sysctls, Grants::add_sysctl),
+        ]
+    }
 }
 
 impl Policy {
@@ -71,6 +132,17 @@ impl Policy {
             Some(s) => Duration::from_secs(s.into_inner()),
             None => Duration::from_secs(10),
         };
+        let profile = raw.profile.map(Spanned::into_inner).unwrap_or_default();
+        let mut engine_plugins = Vec::new();
+        for (j, p) in raw.engine_plugins.iter().flatten().enumerate() {
+            let at = |m: String| invalid(Some(p.span()), format!("engine_plugins[{}]: {m}", j + 1));
+            match compile_image(p.get_ref()).map_err(at)? {
+                ImageRule::Id(_) => {
+                    return Err(at("an engine plugin is named by reference (name[:tag] or name@sha256:...), not by image ID".into()));
+                }
+                rule => engine_plugins.push(rule),
+            }
+        }
         if raw.allow.is_empty() {
             return Err(invalid(
                 None,
@@ -123,12 +195,15 @@ impl Policy {
                     ),
                 ));
             }
+            let grants = compile_grants(&r, profile)
+                .map_err(|(span, m)| invalid(Some(span), format!("allow[{}].{m}", i + 1)))?;
             rules.push(Rule {
                 index: i + 1,
                 line: line_col(text, rule_span.start).0,
                 name,
                 image,
                 labels,
+                grants,
             });
         }
         Ok(Policy {
@@ -136,8 +211,52 @@ impl Policy {
             action: raw.action,
             stop_timeout,
             rules,
+            profile,
+            engine_plugins,
         })
     }
+}
+
+/// A rule's grant keys into [`Grants`]; an error carries the span to point at and the
+/// message after `allow[N].` (`mounts[2]: ...`, list entries counted from 1 like rules).
+/// Under `privileged` every grant key is refused (nothing is judged, so nothing is
+/// granted); `run_as_root` and `allow_privilege_escalation` only mean something under
+/// `restricted`.
+fn compile_grants(r: &RawRule, profile: Profile) -> Result<Grants, (Range<usize>, String)> {
+    for (key, span) in r.grant_keys() {
+        if profile == Profile::Privileged {
+            return Err((
+                span,
+                format!(
+                    "{key}: grants mean nothing under profile = \"privileged\" (it judges identity only): remove them, or choose profile = \"baseline\" or \"restricted\""
+                ),
+            ));
+        }
+        if profile == Profile::Baseline && matches!(key, "run_as_root" | "allow_privilege_escalation") {
+            return Err((
+                span,
+                format!(
+                    "{key}: only means something under profile = \"restricted\" (baseline does not judge it)"
+                ),
+            ));
+        }
+    }
+    let mut g = Grants::default();
+    if let Some(b) = &r.privileged {
+        g.set_privileged(*b.get_ref());
+    }
+    for (key, list, add) in r.grant_lists() {
+        for (j, entry) in list.iter().flat_map(|l| l.get_ref()).enumerate() {
+            add(&mut g, entry.get_ref()).map_err(|m| (entry.span(), format!("{key}[{}]: {m}", j + 1)))?;
+        }
+    }
+    if let Some(b) = &r.run_as_root {
+        g.set_run_as_root(*b.get_ref());
+    }
+    if let Some(b) = &r.allow_privilege_escalation {
+        g.set_allow_privilege_escalation(*b.get_ref());
+    }
+    Ok(g)
 }
 
 fn check_name(n: &str) -> Result<(), String> {

@@ -407,3 +407,206 @@ fn hub_twins_of_podman_names() {
     assert_eq!(hub_twin("localhost:5000/app:1"), None);
     assert_eq!(hub_twin(&format!("localhost/app@sha256:{HEX}")), None);
 }
+
+// ---------------------------------------------------------------------------------------
+// Host power: profile, grant keys, engine plugins
+
+#[test]
+fn the_profile_is_baseline_unless_given() {
+    assert_eq!(policy("[[allow]]\nname = \"a\"\n").profile, Profile::Baseline);
+    for (text, want) in [
+        ("baseline", Profile::Baseline),
+        ("restricted", Profile::Restricted),
+        ("privileged", Profile::Privileged),
+    ] {
+        let p = policy(&format!("profile = \"{text}\"\n[[allow]]\nname = \"a\"\n"));
+        assert_eq!(p.profile, want);
+    }
+    let e = error("profile = \"strict\"\n[[allow]]\nname = \"a\"\n");
+    assert!(e.starts_with("allowlist.toml:1:11: "), "{e}");
+    assert!(e.contains("baseline"), "{e}");
+    // Rules without grant keys grant nothing.
+    assert!(policy("[[allow]]\nname = \"a\"\n").rules[0].grants.is_empty());
+}
+
+#[test]
+fn grant_keys_compile_into_grants() {
+    let p = policy(
+        r#"
+[[allow]]
+image = "app:*"
+privileged = true
+host_namespaces = ["pid", "network"]
+mounts = ["/proc:ro", "/var/log/**", "/var/run/docker.sock"]
+capabilities = ["net_admin", "CAP_SYS_PTRACE"]
+devices = ["/dev/fuse", "gpu", "cdi:nvidia.com/gpu=*", "c 10:229 rwm"]
+unconfined = ["seccomp", "apparmor"]
+sysctls = ["net.core.*"]
+[[allow]]
+name = "plain"
+"#,
+    );
+    let g = &p.rules[0].grants;
+    assert_eq!(
+        g.to_string(),
+        "privileged = true, host_namespaces = [\"pid\", \"network\"], mounts = [\"/proc:ro\", \"/var/log/**\", \"/var/run/docker.sock\"], capabilities = [\"NET_ADMIN\", \"SYS_PTRACE\"], devices = [\"/dev/fuse\", \"gpu\", \"cdi:nvidia.com/gpu=*\", \"c 10:229 rwm\"], unconfined = [\"seccomp\", \"apparmor\"], sysctls = [\"net.core.*\"]"
+    );
+    assert!(p.rules[1].grants.is_empty());
+    use crate::power::{Ask, Namespace};
+    assert!(g.grants(&Ask::HostNamespace(Namespace::Pid)));
+    assert!(g.grants(&Ask::Capability("NET_ADMIN".into())));
+    assert!(!g.grants(&Ask::Capability("SYS_ADMIN".into())));
+    let r = policy(
+        "profile = \"restricted\"\n[[allow]]\nname = \"a\"\nrun_as_root = true\nallow_privilege_escalation = true\n",
+    );
+    assert!(r.rules[0].grants.grants(&Ask::PrivilegeEscalation));
+    assert!(r.rules[0].grants.grants(&Ask::RunAsRoot { user: "0".into() }));
+}
+
+#[test]
+fn bad_grants_are_refused_with_their_position() {
+    for (text, want) in [
+        (
+            "[[allow]]\nname = \"a\"\nmounts = [\"/ok\", \"var/log\"]\n",
+            "allowlist.toml:3:18: allow[1].mounts[2]: \"var/log\": a host path must be absolute",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\n[[allow]]\nname = \"b\"\nmounts = [\"/var/log/\"]\n",
+            "allowlist.toml:5:11: allow[2].mounts[1]: \"/var/log/\": write the path clean, as \"/var/log\"",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nmounts = [\"/srv/[x\"]\n",
+            "allowlist.toml:3:11: allow[1].mounts[1]: bad glob",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nhost_namespaces = [\"net\"]\n",
+            "allowlist.toml:3:20: allow[1].host_namespaces[1]: unknown namespace \"net\" (one of pid, network, ipc, uts, userns, cgroup)",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\ncapabilities = [\"SYS_ADMN\"]\n",
+            "allowlist.toml:3:17: allow[1].capabilities[1]: unknown capability \"SYS_ADMN\"",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nunconfined = [\"selinux\"]\n",
+            "allowlist.toml:3:15: allow[1].unconfined[1]: unknown confinement \"selinux\"",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\ndevices = [\"fuse\"]\n",
+            "allowlist.toml:3:12: allow[1].devices[1]: \"fuse\": a device grant is",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nsysctls = [\"kernel msgmax\"]\n",
+            "allowlist.toml:3:12: allow[1].sysctls[1]: \"kernel msgmax\" is not a sysctl name",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nprivileged = \"yes\"\n",
+            "allowlist.toml:3:14: ",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nmounts = \"/var/log\"\n",
+            "allowlist.toml:3:10: ",
+        ),
+        (
+            "[[allow]]\nname = \"a\"\nmount = [\"/var/log\"]\n",
+            "allowlist.toml:3:1: ",
+        ),
+    ] {
+        let e = error(text);
+        assert!(e.starts_with(want), "{e}\nwanted: {want}");
+    }
+    // A rule of grants alone would allow every container that asks no more.
+    let e = error("[[allow]]\nprivileged = true\n");
+    assert!(
+        e.contains("a rule needs at least one of name, image, labels"),
+        "{e}"
+    );
+}
+
+#[test]
+fn grant_keys_mean_nothing_where_the_profile_does_not_judge_them() {
+    let e = error("profile = \"privileged\"\n[[allow]]\nname = \"a\"\nmounts = [\"/\"]\n");
+    assert!(
+        e.starts_with(
+            "allowlist.toml:4:10: allow[1].mounts: grants mean nothing under profile = \"privileged\""
+        ),
+        "{e}"
+    );
+    let e = error("profile = \"privileged\"\n[[allow]]\nname = \"a\"\nprivileged = false\n");
+    assert!(
+        e.starts_with("allowlist.toml:4:14: allow[1].privileged: grants mean nothing"),
+        "{e}"
+    );
+    let e = error("[[allow]]\nname = \"a\"\nrun_as_root = true\n");
+    assert!(
+        e.starts_with(
+            "allowlist.toml:3:15: allow[1].run_as_root: only means something under profile = \"restricted\""
+        ),
+        "{e}"
+    );
+    let e = error("profile = \"baseline\"\n[[allow]]\nname = \"a\"\nallow_privilege_escalation = true\n");
+    assert!(
+        e.contains("allow[1].allow_privilege_escalation: only means something"),
+        "{e}"
+    );
+    assert_eq!(
+        policy("profile = \"privileged\"\n[[allow]]\nname = \"a\"\n").profile,
+        Profile::Privileged
+    );
+}
+
+#[test]
+fn engine_plugins_are_judged_like_image_references() {
+    let p = policy(&format!(
+        "engine_plugins = [\"vieux/sshfs:*\", \"ghcr.io/org/vol@sha256:{HEX}\"]\n[[allow]]\nname = \"a\"\n"
+    ));
+    assert_eq!(
+        p.engine_plugins(),
+        ["vieux/sshfs:*", &format!("ghcr.io/org/vol@sha256:{HEX}")]
+    );
+    for allowed in ["vieux/sshfs", "vieux/sshfs:latest", "docker.io/vieux/sshfs:1.2"] {
+        assert!(
+            matches!(
+                p.judge_engine_plugin(allowed),
+                PluginJudgement::Allowed { entry: 1, .. }
+            ),
+            "{allowed}"
+        );
+    }
+    assert!(matches!(
+        p.judge_engine_plugin(&format!("ghcr.io/org/vol@sha256:{HEX}")),
+        PluginJudgement::Allowed { entry: 2, .. }
+    ));
+    assert!(matches!(
+        p.judge_engine_plugin(&format!("ghcr.io/org/vol:v1@sha256:{HEX}")),
+        PluginJudgement::Allowed { entry: 2, .. }
+    ));
+    for denied in [
+        "evil/sshfs:latest".to_string(),
+        "ghcr.io/org/vol:v1".to_string(),
+        format!("vieux/sshfs:latest@sha256:{}", "e".repeat(64)),
+        "not a reference".to_string(),
+    ] {
+        assert!(
+            !matches!(p.judge_engine_plugin(&denied), PluginJudgement::Allowed { .. }),
+            "{denied}"
+        );
+    }
+    let none = policy("[[allow]]\nname = \"a\"\n");
+    assert_eq!(
+        none.judge_engine_plugin("vieux/sshfs"),
+        PluginJudgement::NotListed {
+            plugin: "docker.io/vieux/sshfs:latest".into(),
+            listed: false
+        }
+    );
+
+    let e = error(&format!(
+        "engine_plugins = [\"sha256:{HEX}\"]\n[[allow]]\nname = \"a\"\n"
+    ));
+    assert!(
+        e.starts_with("allowlist.toml:1:19: engine_plugins[1]: an engine plugin is named by reference"),
+        "{e}"
+    );
+    let e = error("engine_plugins = [\"ok/x:*\", \"Bad/x\"]\n[[allow]]\nname = \"a\"\n");
+    assert!(e.starts_with("allowlist.toml:1:29: engine_plugins[2]: "), "{e}");
+}

@@ -28,9 +28,12 @@ use common::decision::{
     ActionResult, Decision, DecisionRecord, Denied, Endpoint, Identity, Plan, Trigger, Why, decide,
 };
 use common::engine::Engine;
+use std::collections::BTreeMap;
+
 use common::engine::container::{Container, Source, State};
 use common::informer::store::Store;
 use common::policy::Mode;
+use common::power::Power;
 use common::reload::{Loaded, PolicyHandle};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -39,7 +42,7 @@ use serde_json::json;
 
 use crate::decisions::Decisions;
 use crate::metrics::Metrics;
-use request::{AuthzRequest, Route};
+use request::{AuthzRequest, PluginAction, Route};
 
 /// The content type of every answer (moby's plugin client sends and expects it).
 const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
@@ -162,6 +165,7 @@ pub fn verdict(
     }
     let what = match (name, image) {
         ("", "") => String::new(),
+        ("", i) if endpoint.object() == "engine plugin" => format!(" {i}"),
         ("", i) => format!(" (image {i})"),
         (n, "") => format!(" {n:?}"),
         (n, i) => format!(" {n:?} (image {i})"),
@@ -170,10 +174,11 @@ pub fn verdict(
         answer: Answer {
             allow: false,
             msg: format!(
-                "dockwarden policy {} (generation {}) refuses {} of container{what}: {decision}",
+                "dockwarden policy {} (generation {}) refuses {} of {}{what}: {decision}",
                 path.display(),
                 loaded.generation,
                 endpoint.as_str(),
+                endpoint.object(),
             ),
         },
         result: "deny",
@@ -197,8 +202,56 @@ fn endpoint_of(route: &Route) -> Endpoint {
         Route::Run { what: "unpause", .. } => Endpoint::Unpause,
         Route::Run { .. } => Endpoint::Start,
         Route::Exec { .. } => Endpoint::Exec,
+        Route::ServiceCreate => Endpoint::ServiceCreate,
+        Route::ServiceUpdate { .. } => Endpoint::ServiceUpdate,
+        Route::EnginePlugin { action, .. } => match action {
+            PluginAction::Pull => Endpoint::PluginPull,
+            PluginAction::Create => Endpoint::PluginCreate,
+            PluginAction::Enable => Endpoint::PluginEnable,
+            PluginAction::Upgrade => Endpoint::PluginUpgrade,
+            PluginAction::Set => Endpoint::PluginSet,
+        },
         Route::Other => Endpoint::Other,
     }
+}
+
+/// What one request asks to be judged.
+enum Subject {
+    /// A container, as it will run (create) or runs (start, exec).
+    Container(Container),
+    /// A service's tasks: what only the nodes can tell is left to the event path.
+    Service(Container),
+    /// An engine plugin, by the reference it is pulled from.
+    EnginePlugin(String),
+    /// Nothing to judge (no such container, a rollback, a service without containers).
+    Pass(&'static str),
+}
+
+/// The request's body, when the engine forwarded one it reads as JSON. The engine forwards
+/// it only for exactly `application/json`; a body it did not forward, or one it would
+/// decode differently, cannot be judged.
+fn json_body(r: &AuthzRequest, what: &str) -> Result<Option<Vec<u8>>, String> {
+    match r
+        .content_type()
+        .map(|ct| ct.split(';').next().unwrap_or("").trim())
+    {
+        Some(ct) if ct.eq_ignore_ascii_case("application/json") => {}
+        Some(ct) => {
+            return Err(format!(
+                "a {what} request with Content-Type {ct:?} cannot be judged"
+            ));
+        }
+        None => {}
+    }
+    if r.body_b64.as_deref().is_none_or(str::is_empty) {
+        return Ok(None);
+    }
+    r.body().map(Some).map_err(|e| e.to_string())
+}
+
+fn no_body() -> String {
+    "the engine forwarded no body (chunked, over 1 MiB, or not plain application/json): it cannot be judged"
+        .to_string()
 }
 
 impl<E: Engine> Authz<E> {
@@ -249,15 +302,33 @@ impl<E: Engine> Authz<E> {
             return Answer::allow();
         }
         let me = self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let facts = match &route {
-            Route::Create { name } => self.create_facts(r, name.as_deref()).await,
-            Route::Run { container, .. } | Route::Exec { container } => {
-                self.existing(container, &loaded, &me).await
+        let judged = match &route {
+            Route::Create { name } => self
+                .create_facts(r, name.as_deref(), &loaded)
+                .await
+                .map(Subject::Container),
+            Route::Run {
+                container,
+                host_config_body,
+                ..
+            } => {
+                self.run_facts(r, container, *host_config_body, &loaded, &me)
+                    .await
             }
-            Route::Other => Ok(None),
+            Route::Exec { container } => self.exec_facts(r, container, &loaded, &me).await,
+            Route::ServiceCreate | Route::ServiceUpdate { rollback: false, .. } => {
+                self.service_facts(r, &loaded).await
+            }
+            // The engine runs the service's previous spec, judged when it was made; a policy
+            // that narrowed since is the event path's (docs/authz.md).
+            Route::ServiceUpdate { rollback: true, .. } => {
+                Ok(Subject::Pass("a rollback runs the previous spec"))
+            }
+            Route::EnginePlugin { action, reference } => self.plugin_facts(*action, reference).await,
+            Route::Other => Ok(Subject::Pass("not judged")),
         };
-        let (c, decision) = match facts {
-            Ok(Some(c)) => {
+        let (c, decision) = match judged {
+            Ok(Subject::Container(c)) => {
                 let d = match decide(&loaded.policy, &c, &me) {
                     Decision::Undecided(m) => {
                         unjudgeable(&loaded, format!("{} not known before it runs", m.as_str()))
@@ -266,8 +337,30 @@ impl<E: Engine> Authz<E> {
                 };
                 (Some(c), d)
             }
-            // No such container: the engine answers 404 itself.
-            Ok(None) => {
+            Ok(Subject::Service(c)) => match decide(&loaded.policy, &c, &me) {
+                // What only a node can tell (a task's name, a volume or the image's user
+                // there) is left to the event path, which judges every task.
+                Decision::Undecided(_)
+                | Decision::Deny(Denied {
+                    why: Why::PowerUnknown { .. },
+                    ..
+                }) => {
+                    self.metrics.authz(endpoint, "allow", t0);
+                    return Answer::allow();
+                }
+                d => (Some(c), d),
+            },
+            Ok(Subject::EnginePlugin(plugin)) => {
+                let d = common::decision::decide_engine_plugin(&loaded.policy, &plugin);
+                let c = Container {
+                    image: plugin,
+                    ..Default::default()
+                };
+                (Some(c), d)
+            }
+            // No such container: the engine answers 404 itself. Or nothing to judge.
+            Ok(Subject::Pass(why)) => {
+                tracing::debug!(endpoint = endpoint.as_str(), why, "authorization plugin: passed");
                 self.metrics.authz(endpoint, "allow", t0);
                 return Answer::allow();
             }
@@ -303,30 +396,30 @@ impl<E: Engine> Authz<E> {
         judged.answer
     }
 
-    /// The container a create request would make, as the engine will read it.
-    async fn create_facts(&self, r: &AuthzRequest, name: Option<&str>) -> Result<Option<Container>, String> {
-        // The engine forwards the body only for exactly `application/json`; a body it did not
-        // forward, or one it would decode differently, cannot be judged.
-        match r
-            .content_type()
-            .map(|ct| ct.split(';').next().unwrap_or("").trim())
-        {
-            Some(ct) if ct.eq_ignore_ascii_case("application/json") => {}
-            Some(ct) => {
-                return Err(format!(
-                    "a create request with Content-Type {ct:?} cannot be judged"
-                ));
-            }
-            None => {}
-        }
-        let body = r.body().map_err(|e| e.to_string())?;
+    /// The container a create request would make, as the engine will read it, with the
+    /// host power it asks, resolved as the engine will resolve it.
+    async fn create_facts(
+        &self,
+        r: &AuthzRequest,
+        name: Option<&str>,
+        loaded: &Loaded,
+    ) -> Result<Container, String> {
+        let body = json_body(r, "create")?.ok_or_else(no_body)?;
         let b = request::create_body(&body).map_err(|e| e.to_string())?;
-        // Resolve the image as the engine will (it may not exist yet: then it stays
-        // unresolved, and only what does not depend on it can allow).
-        let facts = match self.engine.image(&b.image).await {
+        let mut power = b.power();
+        self.resolve(&mut power, loaded).await?;
+        let mut c = self.about_to_run(b.image, b.labels, power).await;
+        c.name = name.unwrap_or("").to_string();
+        Ok(c)
+    }
+
+    /// A container about to be made from `image` (which may not exist yet: then it stays
+    /// unresolved, and only what does not depend on it can allow).
+    async fn about_to_run(&self, image: String, labels: BTreeMap<String, String>, power: Power) -> Container {
+        let facts = match self.engine.image(&image).await {
             Ok(f) => Some(f),
             Err(e) => {
-                tracing::debug!(image = %b.image, error = %e, "authorization plugin: image not resolved");
+                tracing::debug!(image = %image, error = %e, "authorization plugin: image not resolved");
                 None
             }
         };
@@ -334,17 +427,96 @@ impl<E: Engine> Authz<E> {
             Some(f) => (f.id, f.tags, f.digests, Source::Inspect),
             None => (String::new(), Vec::new(), Vec::new(), Source::Event),
         };
-        Ok(Some(Container {
-            name: name.unwrap_or("").to_string(),
-            image: b.image,
+        Container {
+            image,
             image_id,
             image_tags: tags,
             image_digests: digests,
-            labels: b.labels,
+            labels,
             state: State::Created,
             source,
+            power,
             ..Default::default()
-        }))
+        }
+    }
+
+    /// Looks up what the facts refer to (joined containers, volumes, the image's user).
+    async fn resolve(&self, power: &mut Power, loaded: &Loaded) -> Result<(), String> {
+        common::engine::resolve::resolve(&self.engine, power, loaded.policy.profile)
+            .await
+            .map_err(|e| format!("cannot look up what it asks of the host: {e}"))
+    }
+
+    /// `start`, `restart`, `unpause` of a container as it exists; for a `start` on an API
+    /// version before 1.24, with the host config its body sets.
+    async fn run_facts(
+        &self,
+        r: &AuthzRequest,
+        key: &str,
+        host_config_body: bool,
+        loaded: &Loaded,
+        me: &Identity,
+    ) -> Result<Subject, String> {
+        let Some(mut c) = self.existing(key, loaded, me).await? else {
+            return Ok(Subject::Pass("no such container"));
+        };
+        if host_config_body && let Some(body) = json_body(r, "start")? {
+            let mut extra = request::start_body(&body).map_err(|e| e.to_string())?;
+            self.resolve(&mut extra, loaded).await?;
+            c.power.merge(extra);
+        }
+        Ok(Subject::Container(c))
+    }
+
+    /// An exec into a container as it exists: judged as the container, with what the exec
+    /// asks besides (`--privileged`) as if the container asked it.
+    async fn exec_facts(
+        &self,
+        r: &AuthzRequest,
+        key: &str,
+        loaded: &Loaded,
+        me: &Identity,
+    ) -> Result<Subject, String> {
+        let body = json_body(r, "exec")?.ok_or_else(no_body)?;
+        let exec = request::exec_body(&body).map_err(|e| e.to_string())?;
+        let Some(mut c) = self.existing(key, loaded, me).await? else {
+            return Ok(Subject::Pass("no such container"));
+        };
+        c.power.merge(exec.power());
+        Ok(Subject::Container(c))
+    }
+
+    /// A service's tasks, as far as the service tells: the image, labels and host power of
+    /// its containers; their names are made on the nodes.
+    async fn service_facts(&self, r: &AuthzRequest, loaded: &Loaded) -> Result<Subject, String> {
+        let body = json_body(r, "service")?.ok_or_else(no_body)?;
+        let spec = request::service_body(&body).map_err(|e| e.to_string())?;
+        if let Some(plugin) = spec.plugin {
+            return Ok(Subject::EnginePlugin(plugin));
+        }
+        let Some(task) = spec.container else {
+            return Ok(Subject::Pass("a service that runs no container"));
+        };
+        let mut power = task.power();
+        self.resolve(&mut power, loaded).await?;
+        let mut c = self.about_to_run(task.image, task.labels, power).await;
+        c.name_unknown = true;
+        Ok(Subject::Service(c))
+    }
+
+    /// An engine plugin by what it is pulled from; an installed plugin (enable, set) by the
+    /// reference it was pulled from, which its local name (an alias) need not say.
+    async fn plugin_facts(&self, action: PluginAction, reference: &str) -> Result<Subject, String> {
+        match action {
+            PluginAction::Pull | PluginAction::Upgrade | PluginAction::Create => {
+                Ok(Subject::EnginePlugin(reference.to_string()))
+            }
+            PluginAction::Enable | PluginAction::Set => match self.engine.plugin(reference).await {
+                Ok(Some(pulled_from)) if !pulled_from.is_empty() => Ok(Subject::EnginePlugin(pulled_from)),
+                Ok(_) => Ok(Subject::EnginePlugin(reference.to_string())),
+                Err(e) => Err(format!("cannot look the engine plugin up: {e}")),
+            },
+        }
     }
 
     /// A container that exists, by ID, name or ID prefix: from the picture when that can

@@ -1,39 +1,104 @@
 //! What an authorization request asks, read exactly the way the engine will read it (moby's
-//! router and its Go `encoding/json` decoding of the create body), so that a request built
+//! router and its Go `encoding/json` decoding of request bodies), so that a request built
 //! to look harmless to a careless plugin is judged as what it does:
 //! - the path is percent-decoded and cleaned, with or without a `/vX.Y` prefix;
-//! - the create name is the **first** `name` query value (Go's `FormValue`);
+//! - query values are the **first** of their name (Go's `FormValue`): the create name, a
+//!   plugin's `remote`, a service update's `rollback`;
 //! - body keys match struct fields case-insensitively with Go's folding (`ſ` is `s`, the
-//!   Kelvin sign is `k`), in document order, the last one winning; `null` leaves a string
-//!   unchanged and clears a map; a second `Labels` object merges into the first.
+//!   Kelvin sign is `k`), at every depth, in document order, a later duplicate decoding into
+//!   what the earlier one left (see [`gojson`]); `null` leaves a string or bool unchanged and
+//!   clears a slice, map or pointer; a second `Labels` object merges into the first.
+//!
+//! Bodies read here: `containers/create` ([`create_body`]: identity, user, and the host
+//! power of `HostConfig`, including the top-level `HostConfig` fields engines before 27
+//! still read), `exec` ([`exec_body`]), a `start` with a body on API versions before 1.24
+//! ([`start_body`]: engines before 26 apply it as the container's new `HostConfig`), and
+//! Swarm service specs ([`service_body`]). Engine plugin routes carry the plugin reference
+//! to judge ([`Route::EnginePlugin`]).
 //!
 //! Anything this reader cannot be sure the engine reads the same way is an error, and the
 //! caller denies.
 
+mod gojson;
+mod service;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
+use common::power::{HostConfigSpec, Power, User};
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+use gojson::{GoDecode, GoFields, InPlace, StructVisitor, decode_body, go_struct};
+pub use service::{ServiceBody, ServiceContainer, service_body};
 
 /// The requests dockwarden judges; everything else is allowed at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `POST /containers/create`, with the name as the engine will read it (`None` when the
-    /// engine picks a random one).
+    /// engine picks a random one). Its body: [`create_body`].
     Create {
         name: Option<String>,
     },
     /// `POST /containers/{id}/start`, `/restart`, `/unpause`: `what` is which.
+    /// `host_config_body`: a `start` on an API version before 1.24, whose body (when it has
+    /// one) engines before 26 apply as the container's new `HostConfig` ([`start_body`]).
     Run {
         container: String,
         what: &'static str,
+        host_config_body: bool,
     },
-    /// `POST /containers/{id}/exec`.
+    /// `POST /containers/{id}/exec`. Its body: [`exec_body`].
     Exec {
         container: String,
     },
+    /// `POST /services/create`. Its body: [`service_body`].
+    ServiceCreate,
+    /// `POST /services/{id}/update`, whose body is the whole new spec ([`service_body`]).
+    /// `rollback`: `?rollback=previous`, where the engine runs the service's previous spec
+    /// instead of the body.
+    ServiceUpdate {
+        service: String,
+        rollback: bool,
+    },
+    /// A managed engine plugin installed, enabled, upgraded or configured: `reference` is
+    /// what to judge ([`common::policy::Policy::judge_engine_plugin`]): the `remote` pulled
+    /// (`pull`, `upgrade`), or the plugin's local name (`create`, `enable`, `set`; a local
+    /// name may be an alias chosen at install: look the plugin up for its remote).
+    EnginePlugin {
+        action: PluginAction,
+        reference: String,
+    },
     Other,
+}
+
+/// What is done to an engine plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginAction {
+    /// `POST /plugins/pull?remote=...` (`docker plugin install`).
+    Pull,
+    /// `POST /plugins/create?name=...`: a plugin built from an uploaded directory (its name
+    /// says nothing of its content).
+    Create,
+    /// `POST /plugins/{name}/enable`.
+    Enable,
+    /// `POST /plugins/{name}/upgrade?remote=...`.
+    Upgrade,
+    /// `POST /plugins/{name}/set`: settings, which can point a plugin's mounts and devices
+    /// at other host paths.
+    Set,
+}
+
+impl PluginAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginAction::Pull => "plugin_pull",
+            PluginAction::Create => "plugin_create",
+            PluginAction::Enable => "plugin_enable",
+            PluginAction::Upgrade => "plugin_upgrade",
+            PluginAction::Set => "plugin_set",
+        }
+    }
 }
 
 impl Route {
@@ -43,6 +108,9 @@ impl Route {
             Route::Create { .. } => "create",
             Route::Run { what, .. } => what,
             Route::Exec { .. } => "exec",
+            Route::ServiceCreate => "service_create",
+            Route::ServiceUpdate { .. } => "service_update",
+            Route::EnginePlugin { action, .. } => action.as_str(),
             Route::Other => "other",
         }
     }
@@ -59,62 +127,105 @@ impl fmt::Display for Unreadable {
 }
 
 /// Reads method and request URI into a [`Route`]. Only POSTs change anything; the method is
-/// compared case-insensitively (stricter than the engine).
+/// compared case-insensitively (stricter than the engine). Everything else is ruled out
+/// before any decoding: this runs on every API call of the host.
 pub fn route(method: &str, uri: &str) -> Result<Route, Unreadable> {
     if !method.eq_ignore_ascii_case("POST") {
         return Ok(Route::Other);
     }
     let (raw_path, query) = match uri.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (uri, None),
+        Some((p, q)) => (p, q),
+        None => (uri, ""),
     };
-    // Fast path: nothing under /containers is cheap to rule out.
-    if !raw_path.contains("containers") && !raw_path.contains('%') {
+    // Fast path: a path that names none of the judged resources, and escapes nothing.
+    if !raw_path.contains('%')
+        && !raw_path.contains("containers")
+        && !raw_path.contains("services")
+        && !raw_path.contains("plugins")
+    {
         return Ok(Route::Other);
     }
     let path = clean(
         &percent_decode(raw_path)
             .ok_or_else(|| Unreadable(format!("bad percent-encoding in {raw_path:?}")))?,
     );
-    let path = strip_version(&path);
-    let mut seg = path.trim_start_matches('/').split('/');
-    let r = match (seg.next(), seg.next(), seg.next(), seg.next()) {
-        (Some("containers"), Some("create"), None, _) => Route::Create {
-            name: create_name(query.unwrap_or(""))?,
+    let (version, path) = split_version(&path);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let r = match segments.as_slice() {
+        ["containers", "create"] => Route::Create {
+            name: create_name(query)?,
         },
-        (Some("containers"), Some(id), Some(action), None) if !id.is_empty() => match action {
-            "start" => Route::Run {
+        ["containers", id, action] if !id.is_empty() => {
+            let run = |what| Route::Run {
                 container: id.to_string(),
-                what: "start",
-            },
-            "restart" => Route::Run {
-                container: id.to_string(),
-                what: "restart",
-            },
-            "unpause" => Route::Run {
-                container: id.to_string(),
-                what: "unpause",
-            },
-            "exec" => Route::Exec {
-                container: id.to_string(),
-            },
-            _ => Route::Other,
+                what,
+                host_config_body: what == "start" && version.is_some_and(|v| version_below(v, 1, 24)),
+            };
+            match *action {
+                "start" => run("start"),
+                "restart" => run("restart"),
+                "unpause" => run("unpause"),
+                "exec" => Route::Exec {
+                    container: id.to_string(),
+                },
+                _ => Route::Other,
+            }
+        }
+        ["services", "create"] => Route::ServiceCreate,
+        ["services", id, "update"] if !id.is_empty() => Route::ServiceUpdate {
+            service: id.to_string(),
+            rollback: query_first(query, "rollback")?.as_deref() == Some("previous"),
         },
+        ["plugins", "pull"] => Route::EnginePlugin {
+            action: PluginAction::Pull,
+            reference: query_required(query, "remote")?,
+        },
+        ["plugins", "create"] => Route::EnginePlugin {
+            action: PluginAction::Create,
+            reference: query_required(query, "name")?,
+        },
+        // `/plugins/{name:.*}/<action>`: a plugin's name may hold slashes.
+        ["plugins", name @ .., action] if !name.is_empty() => {
+            let name = name.join("/");
+            match *action {
+                "enable" => Route::EnginePlugin {
+                    action: PluginAction::Enable,
+                    reference: name,
+                },
+                "set" => Route::EnginePlugin {
+                    action: PluginAction::Set,
+                    reference: name,
+                },
+                "upgrade" => Route::EnginePlugin {
+                    action: PluginAction::Upgrade,
+                    reference: query_required(query, "remote")?,
+                },
+                _ => Route::Other,
+            }
+        }
         _ => Route::Other,
     };
     Ok(r)
 }
 
-/// `/v1.41/containers/...` → `/containers/...` (the engine routes both).
-fn strip_version(path: &str) -> &str {
+/// `/v1.41/containers/...` → (`Some("1.41")`, `/containers/...`) (the engine routes both).
+fn split_version(path: &str) -> (Option<&str>, &str) {
     if let Some(rest) = path.strip_prefix("/v") {
         let end = rest.find('/').unwrap_or(rest.len());
-        let version = &rest[..end];
+        let (version, after) = rest.split_at(end);
         if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return &rest[end..];
+            return (Some(version), after);
         }
     }
-    path
+    (None, path)
+}
+
+/// Whether API `version` is before `major.minor`, compared as moby's `versions.LessThan`
+/// does (numeric components, a missing or unreadable one is 0).
+fn version_below(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    v < (major, minor)
 }
 
 /// Percent-decodes (no `+` handling: that is for query strings). `None` on a bad escape.
@@ -163,10 +274,10 @@ fn clean(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// The create name as the engine reads it: the first `name` value of the query (Go's
-/// `url.ParseQuery` + `FormValue`), without a leading `/`. A query Go would refuse (a `;`,
-/// a bad escape) is unreadable: the engine answers 400, and the plugin denies.
-fn create_name(query: &str) -> Result<Option<String>, Unreadable> {
+/// The first value of `key` in a query, as Go's `url.ParseQuery` and `Form.Get` read it. A
+/// query Go would refuse (a `;`, a bad escape) is unreadable: the engine answers 400, and
+/// the plugin denies.
+fn query_first(query: &str, key: &str) -> Result<Option<String>, Unreadable> {
     let mut first = None;
     for pair in query.split('&') {
         if pair.is_empty() {
@@ -180,11 +291,24 @@ fn create_name(query: &str) -> Result<Option<String>, Unreadable> {
             decode_bytes(k, true).ok_or_else(|| Unreadable(format!("bad escape in the query key {k:?}")))?;
         let v = decode_bytes(v, true)
             .ok_or_else(|| Unreadable(format!("bad escape in the query value {v:?}")))?;
-        if k == "name" && first.is_none() {
+        if k == key && first.is_none() {
             first = Some(v);
         }
     }
-    Ok(first
+    Ok(first)
+}
+
+/// A query value the engine needs (it refuses the request without it).
+fn query_required(query: &str, key: &str) -> Result<String, Unreadable> {
+    query_first(query, key)?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Unreadable(format!("no {key} in the query (the engine refuses it)")))
+}
+
+/// The create name as the engine reads it: the first `name` value of the query, without a
+/// leading `/`.
+fn create_name(query: &str) -> Result<Option<String>, Unreadable> {
+    Ok(query_first(query, "name")?
         .map(|n| n.trim_start_matches('/').to_string())
         .filter(|n| !n.is_empty()))
 }
@@ -194,26 +318,131 @@ fn create_name(query: &str) -> Result<Option<String>, Unreadable> {
 pub struct CreateBody {
     pub image: String,
     pub labels: BTreeMap<String, String>,
+    /// `User`; empty when the body sets none (the image's user then decides).
+    pub user: String,
+    /// `HostConfig` as every engine reads it when the body has one (absent or `null`: the
+    /// zero value).
+    pub host_config: HostConfigSpec,
+    /// When the body has no `HostConfig` (or `null`), the `HostConfig` fields written at the
+    /// top level of the body, which engines before 27 read instead (`None` when there are
+    /// none, or when `HostConfig` is there).
+    pub legacy_host_config: Option<HostConfigSpec>,
+}
+
+impl CreateBody {
+    /// The host power the container asks, on any engine: what `HostConfig` asks, and what
+    /// the top-level fields ask where older engines read them (both readings count, so no
+    /// engine grants more than was judged). With no `User`, the image's user is a
+    /// [`common::power::Reference::Image`] to resolve (under `restricted`).
+    pub fn power(&self) -> Power {
+        let user = if self.user.is_empty() {
+            User::FromImage(self.image.clone())
+        } else {
+            User::Set(self.user.clone())
+        };
+        let mut p = Power::from_host_config(&self.host_config, user.clone());
+        if let Some(legacy) = &self.legacy_host_config {
+            p.merge(Power::from_host_config(legacy, user));
+        }
+        p
+    }
+}
+
+/// A create body (and a legacy start body) as the engine's `ContainerConfigWrapper` has it:
+/// the container `Config` fields and `HostConfig` at the top level, plus, for engines
+/// before 27, every `HostConfig` field promoted to the top level too.
+#[derive(Default)]
+struct Wrapper {
+    image: String,
+    labels: BTreeMap<String, String>,
+    user: String,
+    inner: Option<HostConfigSpec>,
+    top: HostConfigSpec,
+}
+
+impl GoFields for Wrapper {
+    fn decode_field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        if go_fold_eq(key, "Image") {
+            map.next_value_seed(InPlace(&mut self.image))?;
+        } else if go_fold_eq(key, "Labels") {
+            map.next_value_seed(InPlace(&mut self.labels))?;
+        } else if go_fold_eq(key, "User") {
+            map.next_value_seed(InPlace(&mut self.user))?;
+        } else if go_fold_eq(key, "HostConfig") {
+            map.next_value_seed(InPlace(&mut self.inner))?;
+        } else {
+            return self.top.decode_field(key, map);
+        }
+        Ok(true)
+    }
+}
+
+impl GoDecode for Wrapper {
+    fn decode<'de, D: de::Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(StructVisitor {
+            target: self,
+            what: "a JSON object",
+        })
+    }
 }
 
 /// Decodes a create body the way the engine's Go decoder does (see the module doc). Only
 /// the first JSON value is what the engine reads; content after it is refused here.
 pub fn create_body(body: &[u8]) -> Result<CreateBody, Unreadable> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let mut out = CreateBody::default();
-    let mut has_labels = false;
-    Top {
-        out: &mut out,
-        has_labels: &mut has_labels,
-    }
-    .deserialize(&mut de)
-    .map_err(|e| Unreadable(format!("the body is not what the engine would read: {e}")))?;
-    de.end()
-        .map_err(|_| Unreadable("content after the JSON body (engines differ on it)".into()))?;
-    if out.image.is_empty() {
+    let mut w = Wrapper::default();
+    decode_body(body, &mut w).map_err(Unreadable)?;
+    if w.image.is_empty() {
         return Err(Unreadable("no image in the body".into()));
     }
-    Ok(out)
+    let legacy = match &w.inner {
+        None if w.top != HostConfigSpec::default() => Some(w.top),
+        _ => None,
+    };
+    Ok(CreateBody {
+        image: w.image,
+        labels: w.labels,
+        user: w.user,
+        host_config: w.inner.unwrap_or_default(),
+        legacy_host_config: legacy,
+    })
+}
+
+/// What the power of a `start` body is (API before 1.24, engines before 26): the engine
+/// reads it as a create body and applies its `HostConfig` (or, without one, the top-level
+/// fields) as the container's new `HostConfig`, keeping the container's user. Judge it
+/// together with the container as it exists: both are what runs.
+pub fn start_body(body: &[u8]) -> Result<Power, Unreadable> {
+    let mut w = Wrapper::default();
+    decode_body(body, &mut w).map_err(Unreadable)?;
+    let spec = w.inner.unwrap_or(w.top);
+    Ok(Power::from_host_config(&spec, User::NotAsked))
+}
+
+/// What an exec body asks (`POST /containers/{id}/exec`, moby `ExecCreateRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecBody {
+    pub privileged: bool,
+    /// Empty: the container's user.
+    pub user: String,
+}
+
+go_struct!(ExecBody, "an exec object", |e| {
+    "Privileged" => InPlace(&mut e.privileged),
+    "User" => InPlace(&mut e.user),
+});
+
+impl ExecBody {
+    /// The host power the exec asks ([`Power::from_exec`]).
+    pub fn power(&self) -> Power {
+        Power::from_exec(self.privileged, &self.user)
+    }
+}
+
+/// Decodes an exec body as the engine does.
+pub fn exec_body(body: &[u8]) -> Result<ExecBody, Unreadable> {
+    let mut e = ExecBody::default();
+    decode_body(body, &mut e).map_err(Unreadable)?;
+    Ok(e)
 }
 
 /// Go's case-insensitive field match: ASCII letters fold, and so do the two non-ASCII
@@ -225,56 +454,6 @@ pub fn go_fold_eq(key: &str, field: &str) -> bool {
         c => c.to_ascii_lowercase(),
     };
     key.chars().map(fold).eq(field.chars().map(fold))
-}
-
-struct Top<'a> {
-    out: &'a mut CreateBody,
-    has_labels: &'a mut bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Top<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Top<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if go_fold_eq(&key, "Image") {
-                // A string sets it; null leaves it as it was; anything else is an error
-                // the engine answers with 400.
-                if let Some(s) = map.next_value::<Option<String>>()? {
-                    self.out.image = s;
-                }
-            } else if go_fold_eq(&key, "Labels") {
-                match map.next_value::<Option<BTreeMap<String, Option<String>>>>()? {
-                    // null clears the map.
-                    None => {
-                        self.out.labels.clear();
-                        *self.has_labels = false;
-                    }
-                    // An object merges into the map there is (later keys win); a null
-                    // value is the empty string.
-                    Some(m) => {
-                        *self.has_labels = true;
-                        for (k, v) in m {
-                            self.out.labels.insert(k, v.unwrap_or_default());
-                        }
-                    }
-                }
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The authorization request dockerd sends (moby `pkg/authorization.Request`). Names are
@@ -347,6 +526,9 @@ impl AuthzRequest {
 }
 
 #[cfg(test)]
+mod power_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -387,7 +569,8 @@ mod tests {
             route("POST", "/v1.24/containers/abc/start").unwrap(),
             Route::Run {
                 container: "abc".into(),
-                what: "start"
+                what: "start",
+                host_config_body: false,
             }
         );
         assert_eq!(

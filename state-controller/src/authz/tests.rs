@@ -228,3 +228,191 @@ async fn audit_mode_lets_it_through_and_keeps_the_decision() {
     assert!(p.judge(&no_body).await.allow);
     assert_eq!(p.decisions.list(None).len(), 2);
 }
+
+fn post(uri: &str, body: &str) -> AuthzRequest {
+    create(uri, body, Some("application/json"))
+}
+
+/// A plugin whose engine also has an allowed container `app-1` (image good:1) that asks
+/// for nothing, and a volume that binds the host's root.
+fn power_plugin(policy: &str) -> Authz<Fake> {
+    let p = plugin(policy);
+    {
+        let mut s = p.engine.state();
+        let app = json!({"Id": "a1", "Name": "/app-1", "Image": "sha256:good", "Path": "/x",
+            "State": {"Status": "running"}, "Config": {"Image": "good:1", "Labels": {}, "User": ""},
+            "HostConfig": {"NetworkMode": "default"}, "Mounts": []});
+        s.containers.insert("a1".into(), app.clone());
+        s.containers.insert("app-1".into(), app);
+        s.volumes.insert(
+            "root".into(),
+            json!({"Name": "root", "Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}),
+        );
+    }
+    p
+}
+
+#[tokio::test]
+async fn host_power_is_refused_unless_the_allowing_rule_grants_it() {
+    let p = power_plugin("[[allow]]\nimage = \"good:*\"\n");
+    for body in [
+        r#"{"Image":"good:1","HostConfig":{"Privileged":true}}"#,
+        r#"{"Image":"good:1","HostConfig":{"PidMode":"host"}}"#,
+        r#"{"Image":"good:1","hostconfig":{"binds":["/:/host"]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"Binds":["/var/run/docker.sock:/s"]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"Binds":["root:/h"]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"Mounts":[{"Type":"volume","Source":"x","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/etc"}}}}]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"CapAdd":["sys_admin"]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"Devices":[{"PathOnHost":"/dev/fuse"}]}}"#,
+        r#"{"Image":"good:1","HostConfig":{"Sysctls":{"kernel.msgmax":"1"}}}"#,
+        r#"{"Image":"good:1","HostConfig":{"VolumesFrom":["nope"]}}"#,
+        r#"{"Image":"good:1","Binds":["/:/host"]}"#,
+    ] {
+        let a = p.judge(&post("/containers/create?name=x", body)).await;
+        assert!(!a.allow, "{body}");
+        assert!(a.msg.contains("allow[1]"), "names the rule: {}", a.msg);
+    }
+    let a = p
+        .judge(&post(
+            "/containers/create?name=x",
+            r#"{"Image":"good:1","HostConfig":{"PidMode":"host"}}"#,
+        ))
+        .await;
+    assert!(
+        a.msg.ends_with(
+            r#"host pid namespace (allow[1] matches it but does not grant host_namespaces = ["pid"])"#
+        ),
+        "{}",
+        a.msg
+    );
+    let kept = p.decisions.list(None);
+    assert_eq!(kept.last().unwrap().why, Some(common::decision::WhyKind::Power));
+    // Nothing asked: allowed as before.
+    assert!(
+        p.judge(&post("/containers/create", r#"{"Image":"good:1"}"#))
+            .await
+            .allow
+    );
+
+    // Exactly the grant, and the `:ro` case.
+    let p = power_plugin(
+        "[[allow]]\nimage = \"good:*\"\nhost_namespaces = [\"pid\"]\nmounts = [\"/var/log/**:ro\"]\n",
+    );
+    let ok = |hc: &str| {
+        post(
+            "/containers/create",
+            &format!(r#"{{"Image":"good:1","HostConfig":{hc}}}"#),
+        )
+    };
+    assert!(p.judge(&ok(r#"{"PidMode":"host"}"#)).await.allow);
+    assert!(p.judge(&ok(r#"{"Binds":["/var/log/app:/l:ro"]}"#)).await.allow);
+    assert!(
+        !p.judge(&ok(r#"{"Binds":["/var/log/app:/l"]}"#)).await.allow,
+        "read-write"
+    );
+    assert!(
+        !p.judge(&ok(r#"{"Binds":["/var:/v:ro"]}"#)).await.allow,
+        "a directory above"
+    );
+    assert!(!p.judge(&ok(r#"{"PidMode":"host","IpcMode":"host"}"#)).await.allow);
+}
+
+#[tokio::test]
+async fn exec_start_services_and_engine_plugins_are_judged_too() {
+    let p = power_plugin("[[allow]]\nimage = \"good:*\"\n");
+    // exec --privileged into an allowed container: the container's rule must grant it.
+    assert!(
+        !p.judge(&post(
+            "/containers/app-1/exec",
+            r#"{"Cmd":["sh"],"Privileged":true}"#
+        ))
+        .await
+        .allow
+    );
+    assert!(
+        p.judge(&post("/containers/app-1/exec", r#"{"Cmd":["sh"]}"#))
+            .await
+            .allow
+    );
+    assert!(
+        !p.judge(&post("/containers/app-1/exec", "")).await.allow,
+        "no body: not judgeable"
+    );
+    // A start on an old API version sets a new HostConfig.
+    assert!(
+        !p.judge(&post(
+            "/v1.23/containers/app-1/start",
+            r#"{"HostConfig":{"Binds":["/:/h"]}}"#
+        ))
+        .await
+        .allow
+    );
+    assert!(p.judge(&post("/v1.41/containers/app-1/start", "")).await.allow);
+    // Services: the task template's power; what only a node tells is left to the event path.
+    let svc = |spec: &str| post("/services/create", spec);
+    assert!(
+        !p.judge(&svc(r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"good:1","CapabilityAdd":["NET_ADMIN"]}}}"#))
+            .await
+            .allow
+    );
+    assert!(
+        !p.judge(&svc(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"evil:1"}}}"#
+        ))
+        .await
+        .allow,
+        "no rule allows its image"
+    );
+    assert!(
+        p.judge(&svc(
+            r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"good:1"}}}"#
+        ))
+        .await
+        .allow
+    );
+    let named = power_plugin("[[allow]]\nname = \"s.*\"\n");
+    assert!(
+        named
+            .judge(&svc(
+                r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"evil:1"}}}"#
+            ))
+            .await
+            .allow,
+        "a name rule is settled by the tasks' names, on the nodes"
+    );
+    // Engine plugins: only those engine_plugins lists.
+    let pull = post("/plugins/pull?remote=vieux/sshfs:latest&name=sshfs", "[]");
+    let a = p.judge(&pull).await;
+    assert!(!a.allow);
+    assert!(
+        a.msg.contains("engine plugin docker.io/vieux/sshfs:latest"),
+        "{}",
+        a.msg
+    );
+    let listed = power_plugin("engine_plugins = [\"vieux/sshfs:*\"]\n[[allow]]\nimage = \"good:*\"\n");
+    assert!(listed.judge(&pull).await.allow);
+    // An alias is judged by what it was pulled from.
+    listed
+        .engine
+        .state()
+        .plugins
+        .insert("fs".into(), "evil/fs:latest".into());
+    assert!(!listed.judge(&post("/plugins/fs/enable", "")).await.allow);
+}
+
+#[tokio::test]
+async fn audit_mode_lets_power_through_and_logs_would_deny_naming_it() {
+    let p = power_plugin("mode = \"audit\"\n[[allow]]\nimage = \"good:*\"\n");
+    let a = p
+        .judge(&post(
+            "/containers/create?name=x",
+            r#"{"Image":"good:1","HostConfig":{"CapAdd":["ALL"]}}"#,
+        ))
+        .await;
+    assert!(a.allow);
+    let kept = p.decisions.list(None);
+    let r = kept.last().unwrap();
+    assert_eq!(r.result, common::decision::ActionResult::Audit);
+    assert!(r.reason.contains("capability ALL"), "{}", r.reason);
+}
