@@ -8,19 +8,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use support::authz::{ALLOWED_IMAGE, Guarded, JSON, T};
 use support::bin;
-use testkit::engines::PrivateEngine;
-use testkit::http::{self, Resp};
-use testkit::{Controller, Fixture, SLEEPER_IMAGE, eventually};
-
-const T: Duration = Duration::from_secs(15);
-const ALLOWED_IMAGE: &str = "dwtest-allowed:latest";
-const PLUGIN_DIR: &str = "/run/docker/plugins";
-/// Headers of a JSON request body.
-const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+use testkit::{Controller, SLEEPER_IMAGE, eventually};
 
 /// A request to try: what it plays on, path, headers, body.
 type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], String);
@@ -30,90 +22,6 @@ fn policy(head: &str) -> String {
     format!(
         "{head}\n[[allow]]\nname = \"ok-*\"\n[[allow]]\nimage = \"dwtest-allowed:*\"\n[[allow]]\nlabels = {{ \"dwtest.trust\" = \"yes\" }}\n"
     )
-}
-
-/// A private engine guarded by a controller serving the plugin. The fixture (the shared
-/// engine lends the sleeper image) keeps the policy and the controller's log.
-struct Guarded {
-    engine: PrivateEngine,
-    controller: Controller,
-    fx: Fixture,
-    name: String,
-    socket: PathBuf,
-}
-
-impl Guarded {
-    /// `None` when the test is skipped (no engine, none required).
-    async fn start(tag: &str, policy_text: &str) -> Option<Guarded> {
-        let fx = Fixture::new().await?;
-        let name = format!("dwtest-{tag}-{}", std::process::id());
-        let socket = Path::new(PLUGIN_DIR).join(format!("{name}.sock"));
-        let path = fx.policy(policy_text);
-        let flag = format!("--authorization-plugin={name}");
-        let engine = PrivateEngine::prepare(tag, &[flag.as_str()]).unwrap();
-        // The plugin answers before the engine starts: the engine validates it then.
-        let controller = Controller::start(
-            bin(),
-            &path,
-            &[
-                "--docker-host",
-                &engine.host,
-                "--authz-socket",
-                &socket.display().to_string(),
-            ],
-            &[],
-        );
-        eventually(T, "the plugin socket", || async { socket.exists().then_some(()) })
-            .await
-            .unwrap();
-        let mut g = Guarded {
-            engine,
-            controller,
-            fx,
-            name,
-            socket,
-        };
-        g.engine.launch().await.unwrap();
-        g.engine.load_image(SLEEPER_IMAGE).unwrap();
-        g.engine.cli(&["tag", SLEEPER_IMAGE, ALLOWED_IMAGE]).unwrap();
-        g.controller.wait_synced().await;
-        Some(g)
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String, String> {
-        let mut a = vec!["run", "-d", "--network", "none"];
-        a.extend_from_slice(args);
-        self.engine.cli(&a).map_err(|e| e.to_string())
-    }
-
-    fn exists(&self, name: &str) -> bool {
-        self.engine
-            .cli(&["ps", "-aq", "--filter", &format!("name=^/{name}$")])
-            .is_ok_and(|out| !out.is_empty())
-    }
-
-    fn state(&self, name: &str) -> String {
-        self.engine
-            .cli(&["inspect", "-f", "{{.State.Status}}", name])
-            .unwrap_or_default()
-    }
-
-    /// A `POST` straight at the engine's socket (the plugin judges it first): well-formed
-    /// HTTP, whatever the body says.
-    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-        http::unix(&self.engine.socket(), "POST", path, headers, body.as_bytes())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- plugin {} ---", self.name);
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
 }
 
 #[tokio::test]

@@ -2,6 +2,9 @@
 //! is, the usual fixture with a controller, the usual policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod authz;
+pub mod power;
+
 use std::path::Path;
 
 use testkit::{Controller, Fixture, Scope};
