@@ -19,6 +19,8 @@
 //!   pod under cri-dockerd), from its mount table, cgroup and pod, as pure functions;
 //!   [`docker`]: bollard connections (status-api's stats and logs), who we are.
 //! - [`metrics`]: the informer and policy metrics both binaries export under one set of names.
+//! - [`provenance`]: cosign key-pair signatures of registry digests: keys, the registry
+//!   client, verification as cosign stores signatures, and the cached [`provenance::Verifier`].
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
 pub mod backoff;
@@ -31,6 +33,7 @@ pub mod identity;
 pub mod informer;
 pub mod metrics;
 pub mod policy;
+pub mod provenance;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
