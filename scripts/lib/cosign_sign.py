@@ -15,6 +15,10 @@ reads what a signer following the spec writes.
         --new-bundle-format=false) does
     cosign_sign.py vector --key PREFIX.key [--variant V] [--media-types ...] REF
         prints the manifest and its blobs as JSON instead of pushing (fixed test vectors)
+    cosign_sign.py replay FROM_REF TO_REF
+        copies FROM_REF's signature manifest (and its blobs) under TO_REF's signature tag:
+        what an attacker with push access, but not the key, does to pass a signature of one
+        image off as another's (the payload still names FROM_REF's digest)
     cosign_sign.py delete REGISTRY/REPO@sha256:HEX
         deletes the .sig manifest (needs a registry with deletes enabled)
 
@@ -331,6 +335,26 @@ def cmd_sign(args, push=True):
         push_manifest(registry, repo, reference, mt, body)
 
 
+def cmd_replay(args):
+    registry, frepo, fdigest = parse_ref(args.from_ref)
+    tregistry, trepo, tdigest = parse_ref(args.to_ref)
+    if tregistry != registry:
+        sys.exit("replay within one registry")
+    accept = {"Accept": f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"}
+    ftag = fdigest.replace(":", "-") + ".sig"
+    status, headers, body = request("GET", f"http://{registry}/v2/{frepo}/manifests/{ftag}", headers=accept)
+    if status != 200:
+        sys.exit(f"{ftag}: HTTP {status}")
+    m = json.loads(body)
+    for d in [m["config"]] + m["layers"]:
+        status, _, blob = request("GET", f"http://{registry}/v2/{frepo}/blobs/{d['digest']}")
+        if status != 200:
+            sys.exit(f"blob {d['digest']}: HTTP {status}")
+        push_blob(registry, trepo, blob)
+    ttag = tdigest.replace(":", "-") + ".sig"
+    push_manifest(registry, trepo, ttag, m.get("mediaType", OCI_MANIFEST), body)
+
+
 def cmd_delete(args):
     registry, repo, digest = parse_ref(args.ref)
     tag = digest.replace(":", "-") + ".sig"
@@ -356,6 +380,9 @@ def main():
         s.add_argument("--media-types", default="oci", choices=["oci", "docker"])
         s.add_argument("--append", action="store_true")
         s.add_argument("ref")
+    r = sub.add_parser("replay")
+    r.add_argument("from_ref")
+    r.add_argument("to_ref")
     d = sub.add_parser("delete")
     d.add_argument("ref")
     args = ap.parse_args()
@@ -365,6 +392,8 @@ def main():
         cmd_sign(args)
     elif args.cmd == "vector":
         cmd_sign(args, push=False)
+    elif args.cmd == "replay":
+        cmd_replay(args)
     else:
         cmd_delete(args)
 

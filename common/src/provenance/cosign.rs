@@ -33,9 +33,13 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// The `Accept` header of a signature manifest request.
-pub const MANIFEST_ACCEPT: &str =
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+/// The `Accept` header of a signature manifest request. Indexes are accepted to be refused
+/// by name: a registry asked without them may resolve an index to a platform's manifest,
+/// or answer 404.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// A layer descriptor of the signature manifest, as far as verification reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +368,8 @@ mod tests {
     #[test]
     fn bypasses_are_refused_each_with_its_reason() {
         let k = key1();
-        let cases: &[(&str, fn(&Failure) -> bool, &str)] = &[
+        type Case = (&'static str, fn(&Failure) -> bool, &'static str);
+        let cases: &[Case] = &[
             (
                 "wrong-digest",
                 |f| matches!(f, Failure::PayloadMismatch { .. }),

@@ -272,7 +272,11 @@ mod tests {
 
     #[test]
     fn keys_load_relative_to_the_policy_directory_and_errors_name_the_path() {
-        let dir = std::env::temp_dir().join(format!("dwtest-prov-keys-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("dwtest-prov-keys-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("keys")).unwrap();
         std::fs::write(dir.join("keys/ci.pub"), tv::KEY1_PUB).unwrap();
         std::fs::write(dir.join("keys/rsa.pub"), tv::RSA_PUB).unwrap();
@@ -280,23 +284,22 @@ mod tests {
         std::fs::write(dir.join("keys/cosign.key"), tv::KEY1_PRIVATE_PKCS8).unwrap();
         std::fs::write(dir.join("keys/garbage.pub"), "hello\n").unwrap();
 
-        let set = KeySet::load(&dir, &["keys/ci.pub"]).unwrap();
+        let set = KeySet::load(dir, &["keys/ci.pub"]).unwrap();
         assert_eq!(set.paths(), vec!["keys/ci.pub"]);
 
-        let e = KeySet::load(&dir, &["keys/ci.pub", "keys/missing.pub"]).unwrap_err();
+        let e = KeySet::load(dir, &["keys/ci.pub", "keys/missing.pub"]).unwrap_err();
         assert_eq!(e.path(), Some("keys/missing.pub"));
         assert!(e.to_string().contains("cannot read"), "{e}");
 
-        let e = KeySet::load(&dir, &["keys/rsa.pub"]).unwrap_err().to_string();
+        let e = KeySet::load(dir, &["keys/rsa.pub"]).unwrap_err().to_string();
         assert!(e.contains("keys/rsa.pub") && e.contains("RSA"), "{e}");
-        let e = KeySet::load(&dir, &["keys/p384.pub"]).unwrap_err().to_string();
+        let e = KeySet::load(dir, &["keys/p384.pub"]).unwrap_err().to_string();
         assert!(e.contains("P-384"), "{e}");
-        let e = KeySet::load(&dir, &["keys/cosign.key"]).unwrap_err().to_string();
+        let e = KeySet::load(dir, &["keys/cosign.key"]).unwrap_err().to_string();
         assert!(e.contains("private key"), "{e}");
-        let e = KeySet::load(&dir, &["keys/garbage.pub"]).unwrap_err().to_string();
+        let e = KeySet::load(dir, &["keys/garbage.pub"]).unwrap_err().to_string();
         assert!(e.contains("not a PEM public key"), "{e}");
         let none: [&str; 0] = [];
-        assert!(matches!(KeySet::load(&dir, &none), Err(KeyError::Empty)));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(KeySet::load(dir, &none), Err(KeyError::Empty)));
     }
 }
