@@ -8,8 +8,8 @@
 //!
 //! Everything created is named `dwtest-prov-*` and removed on drop, pass or fail: the
 //! images (by tag), the registry (killed by PID, its storage deleted), the key directory.
-//! The signer's Python comes from `DWTEST_PYTHON`, else a venv made once under
-//! `target/sign-venv` with `cryptography` from PyPI (like scripts/lint-deploy.sh's).
+//! The signer's Python comes from scripts/lib/sign-venv.sh (`DWTEST_PYTHON`, else a venv made
+//! once under `target/sign-venv` with `cryptography` from PyPI, like scripts/lint-deploy.sh's).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -22,50 +22,22 @@ use common::provenance::{
 };
 use testkit::engines::{Registry, docker_cli};
 
-/// The signer's pinned dependency (the venv is remade when this changes).
-const CRYPTOGRAPHY: &str = "cryptography==48.0.0";
-
 fn root() -> PathBuf {
     testkit::workspace_root()
 }
 
-/// A Python with `cryptography`: `DWTEST_PYTHON`, else `target/sign-venv` (made once).
+/// A Python with `cryptography` (scripts/lib/sign-venv.sh: `DWTEST_PYTHON`, else the venv
+/// `target/sign-venv`, made once).
 fn python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
-        if let Ok(p) = std::env::var("DWTEST_PYTHON")
-            && !p.is_empty()
-        {
-            return PathBuf::from(p);
-        }
-        let venv = root().join("target/sign-venv");
-        let py = venv.join("bin/python");
-        let stamp = venv.join(".dockwarden-pkgs");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root().join("target/.dwtest-sign-venv.lock"))
+        let out = Command::new("bash")
+            .arg(root().join("scripts/lib/sign-venv.sh"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
             .unwrap();
-        lock.lock().unwrap();
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(CRYPTOGRAPHY) {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(&py)
-                    .args(["-m", "pip", "install", "-q", CRYPTOGRAPHY])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "making the signer's venv {} ({CRYPTOGRAPHY}) failed",
-                venv.display()
-            );
-            std::fs::write(&stamp, CRYPTOGRAPHY).unwrap();
-        }
-        py
+        assert!(out.status.success(), "scripts/lib/sign-venv.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
 }

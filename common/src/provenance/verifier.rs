@@ -210,6 +210,27 @@ impl Verifier {
         }
     }
 
+    /// [`Verifier::lookup`] for an image as a container names it (`Config.Image`) with the
+    /// image's `RepoDigests`: `Some(Failed(NoRegistryDigest))` at once when there is no
+    /// digest to verify (see [`super::subject`]).
+    pub fn lookup_image(&self, image: &str, repo_digests: &[String], keys: &KeySet) -> Option<Outcome> {
+        match super::digests_to_verify(image, repo_digests) {
+            Ok(digests) => self.lookup(&digests, keys),
+            Err(f) => Some(Outcome::Failed(f)),
+        }
+    }
+
+    /// [`Verifier::verify`] for an image as a container names it, with its `RepoDigests`.
+    pub async fn verify_image(&self, image: &str, repo_digests: &[String], keys: &KeySet) -> Outcome {
+        match super::digests_to_verify(image, repo_digests) {
+            Ok(digests) => self.verify(&digests, keys).await,
+            Err(f) => {
+                self.inner.stats.record(f.kind(), Duration::ZERO);
+                Outcome::Failed(f)
+            }
+        }
+    }
+
     /// Verifies (cached first): verified when any of `digests` carries a signature by one of
     /// `keys`. Concurrent calls for the same digest and keys share one flight; each flight
     /// is bounded by [`VerifierSettings::timeout`]. With several digests (an image named by

@@ -420,3 +420,31 @@ async fn of_several_digests_any_that_verifies_suffices() {
         Some(Outcome::Failed(Failure::NoSignature { .. }))
     ));
 }
+
+#[tokio::test]
+async fn images_as_containers_name_them() {
+    let fake = fake_with("good").await;
+    let img = image_at(&fake);
+    let v = Verifier::new(settings());
+    let by_tag = format!("{}/{REPO}:1", fake.addr);
+    let repo_digests = vec![img.to_string()];
+    assert_eq!(v.lookup_image(&by_tag, &repo_digests, &keys()), None);
+    assert!(
+        v.verify_image(&by_tag, &repo_digests, &keys())
+            .await
+            .is_verified()
+    );
+    assert!(
+        v.lookup_image(&by_tag, &repo_digests, &keys())
+            .unwrap()
+            .is_verified()
+    );
+    let local = v.lookup_image("dwtest-prov-local:1", &[], &keys()).unwrap();
+    assert!(
+        matches!(local, Outcome::Failed(Failure::NoRegistryDigest { .. })),
+        "{local:?}"
+    );
+    let local = v.verify_image("dwtest-prov-local:1", &[], &keys()).await;
+    assert_eq!(local.kind(), Kind::NoRegistryDigest);
+    assert_eq!(v.stats().count(Kind::NoRegistryDigest), 1);
+}
