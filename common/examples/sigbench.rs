@@ -1,7 +1,9 @@
 //! What a signature verification costs, against a registry the caller prepared (bench/signatures.sh
 //! starts one, pushes an image and signs it): in one run, beside each other,
-//! - a baseline registry round trip: one GET of the signature manifest over the same client
-//!   (a fresh connection per request, as the verifier makes them);
+//! - baseline registry round trips over the same client (a fresh connection per request, as
+//!   the verifier makes them): the GET of the signature manifest, the GET of its payload blob,
+//!   and the two in a row (what a first verification must ask: the blob's digest is in the
+//!   manifest);
 //! - a first verification: a new verifier (cold cache) per round, so every round asks the
 //!   registry (the signature manifest, then the payload blob);
 //! - a cached answer: `lookup` (what a pure decision calls) and `verify` on a warm cache.
@@ -59,23 +61,39 @@ async fn main() {
     )];
 
     // Warm up both paths once (page cache, the registry's own caches).
-    client
+    let (_, body) = client
         .get("baseline", &manifest, &accept, 4 << 20)
         .await
         .expect("the signature manifest");
+    let m: serde_json::Value = serde_json::from_slice(&body).expect("a manifest");
+    let blob = format!(
+        "/v2/{}/blobs/{}",
+        image.repository,
+        m["layers"][0]["digest"].as_str().expect("a layer")
+    );
     let first = Verifier::new(VerifierSettings::default())
         .verify(std::slice::from_ref(&image), &keys)
         .await;
     assert!(first.is_verified(), "the image must verify: {first}");
 
-    // Interleaved so that drift hits all three alike.
-    let (mut base, mut cold, mut lookup, mut warm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Interleaved so that drift hits every row alike.
+    let (mut base, mut base_blob, mut base_both) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cold, mut lookup, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     let cached = Verifier::new(VerifierSettings::default());
     cached.verify(std::slice::from_ref(&image), &keys).await;
     for _ in 0..rounds {
         let t = Instant::now();
         client.get("baseline", &manifest, &accept, 4 << 20).await.unwrap();
         base.push(t.elapsed());
+
+        let t = Instant::now();
+        client.get("baseline", &blob, &[], 1 << 20).await.unwrap();
+        base_blob.push(t.elapsed());
+
+        let t = Instant::now();
+        client.get("baseline", &manifest, &accept, 4 << 20).await.unwrap();
+        client.get("baseline", &blob, &[], 1 << 20).await.unwrap();
+        base_both.push(t.elapsed());
 
         let v = Verifier::new(VerifierSettings::default());
         let t = Instant::now();
@@ -101,7 +119,9 @@ async fn main() {
         "{:<44} {:>8} {:>12} {:>12} {:>12}",
         "what", "n", "p50", "p90", "p99"
     );
-    row("baseline: one registry round trip (GET)", base);
+    row("baseline: GET signature manifest", base);
+    row("baseline: GET payload blob", base_blob);
+    row("baseline: both GETs in a row", base_both);
     row("first verification (cold cache)", cold);
     row("cached: lookup (decision, no I/O)", lookup);
     row("cached: verify (warm cache)", warm);
