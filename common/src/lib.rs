@@ -22,6 +22,8 @@
 //! - [`identity`]: which container is this process's own (plain Docker, Swarm, a Kubernetes
 //!   pod under cri-dockerd), from its mount table, cgroup and pod ([`identity::discover`]).
 //! - [`metrics`]: the informer and policy metrics both binaries export under one set of names.
+//! - [`provenance`]: cosign key-pair signatures of registry digests: keys, the registry
+//!   client, verification as cosign stores signatures, and the cached [`provenance::Verifier`].
 //! - [`backoff`], [`telemetry`], [`shutdown`], [`error`]: the plumbing both binaries share.
 
 pub mod backoff;
@@ -34,6 +36,7 @@ pub mod informer;
 pub mod metrics;
 pub mod policy;
 pub mod power;
+pub mod provenance;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;

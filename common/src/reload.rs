@@ -13,6 +13,11 @@
 //! Last-good semantics: a file that cannot be read or parsed is refused, logged with its
 //! position and counted, and the previous policy stays in force. A deleted or half-written
 //! file never becomes an empty policy.
+//!
+//! The public keys that `signed_by` names are part of the policy: the directory is watched
+//! with its subdirectories, an edit of a key file reloads like an edit of the policy, and a
+//! key that cannot be read refuses the whole file (the last good policy, with its keys,
+//! stays).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -108,10 +113,15 @@ pub enum Signal {
     Replaced,
 }
 
-/// Classifies one notify event for the policy file named `name`; `None` for events that
-/// do not matter (opens, reads: our own reads would feed back forever).
-pub fn classify(ev: &notify::Event, name: &OsString) -> Option<Signal> {
-    let ours = || ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+/// Classifies one notify event for the policy file (and the key files) named `names`;
+/// `None` for events that do not matter (opens, reads: our own reads would feed back
+/// forever).
+pub fn classify(ev: &notify::Event, names: &[OsString]) -> Option<Signal> {
+    let ours = || {
+        ev.paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|f| names.iter().any(|n| n == f)))
+    };
     match ev.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => ours().then_some(Signal::Written),
         EventKind::Access(_) => None,
@@ -175,6 +185,8 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         source,
     })?;
     let policy = parse_bytes(&bytes, path)?;
+    let fingerprint = fingerprint(&bytes, &policy);
+    let names = Arc::new(std::sync::RwLock::new(watched_names(path, &policy)));
     let (tx, rx) = watch::channel(Arc::new(Loaded {
         policy,
         generation: 1,
@@ -185,11 +197,12 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(OsString::from).unwrap_or_default();
+    let watched = names.clone();
     let (sig_tx, sig_rx) = mpsc::unbounded_channel::<Signal>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => {
-            if let Some(s) = classify(&ev, &name) {
+            let names = watched.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = classify(&ev, &names) {
                 let _ = sig_tx.send(s);
             }
         }
@@ -200,7 +213,7 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         source,
     })?;
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
+        .watch(&dir, RecursiveMode::Recursive)
         .map_err(|source| Error::Watch {
             path: dir.display().to_string(),
             source,
@@ -211,8 +224,39 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         stats: stats.clone(),
         path: path.to_path_buf(),
     };
-    let task = tokio::spawn(reload_loop(path.to_path_buf(), bytes, tx, stats, sig_rx, watcher));
+    let r = Reloader {
+        path: path.to_path_buf(),
+        last_bytes: bytes,
+        fingerprint,
+        last_refused: None,
+        tx,
+        stats,
+        names,
+    };
+    let task = tokio::spawn(reload_loop(r, sig_rx, watcher));
     Ok((handle, task))
+}
+
+/// What identifies the policy in force: its bytes and the content of every key it names.
+fn fingerprint(bytes: &[u8], policy: &Policy) -> Vec<u8> {
+    let mut f = bytes.to_vec();
+    for keys in policy.rules.iter().filter_map(|r| r.signed_by.as_ref()) {
+        f.extend_from_slice(format!("\0{:?}", keys.id()).as_bytes());
+    }
+    f
+}
+
+/// The file names whose writes and closes matter: the policy's and its keys'.
+fn watched_names(path: &Path, policy: &Policy) -> Vec<OsString> {
+    let mut names: Vec<OsString> = path.file_name().map(OsString::from).into_iter().collect();
+    for keys in policy.rules.iter().filter_map(|r| r.signed_by.as_ref()) {
+        for k in keys.paths() {
+            if let Some(n) = Path::new(&k).file_name() {
+                names.push(n.to_os_string());
+            }
+        }
+    }
+    names
 }
 
 fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Policy, crate::policy::PolicyError> {
@@ -228,11 +272,16 @@ fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Policy, crate::policy::Polic
 /// The reloader's memory between reads.
 struct Reloader {
     path: PathBuf,
+    /// The policy file's bytes in force.
     last_bytes: Vec<u8>,
-    /// The last refused content, so an unchanged bad file is reported once.
+    /// The bytes and the keys in force ([`fingerprint`]).
+    fingerprint: Vec<u8>,
+    /// The last refused content and why, so an unchanged bad file is reported once.
     last_refused: Option<Vec<u8>>,
     tx: watch::Sender<Arc<Loaded>>,
     stats: Arc<ReloadStats>,
+    /// What the watcher reacts to (the key files change with the policy).
+    names: Arc<std::sync::RwLock<Vec<OsString>>>,
 }
 
 impl Reloader {
@@ -258,21 +307,19 @@ impl Reloader {
     }
 
     fn apply(&mut self, bytes: Vec<u8>) {
-        if bytes == self.last_bytes {
-            if self.last_refused.take().is_some() {
-                self.stats.file_valid.store(true, Relaxed);
-                tracing::info!(
-                    generation = self.tx.borrow().generation,
-                    "policy file is valid again: it is the policy in force, nothing to reload"
-                );
-            }
-            return;
-        }
-        if self.last_refused.as_ref() == Some(&bytes) {
-            return;
-        }
         match parse_bytes(&bytes, &self.path) {
             Ok(policy) => {
+                let fingerprint = fingerprint(&bytes, &policy);
+                if fingerprint == self.fingerprint {
+                    if self.last_refused.take().is_some() {
+                        self.stats.file_valid.store(true, Relaxed);
+                        tracing::info!(
+                            generation = self.tx.borrow().generation,
+                            "policy file is valid again: it is the policy in force, nothing to reload"
+                        );
+                    }
+                    return;
+                }
                 let generation = self.tx.borrow().generation + 1;
                 tracing::info!(
                     generation,
@@ -283,17 +330,24 @@ impl Reloader {
                 );
                 self.stats.accepted.fetch_add(1, Relaxed);
                 self.stats.file_valid.store(true, Relaxed);
+                *self.names.write().unwrap_or_else(|e| e.into_inner()) = watched_names(&self.path, &policy);
                 self.tx.send_replace(Arc::new(Loaded {
                     policy,
                     generation,
                     since: SystemTime::now(),
                 }));
                 self.last_bytes = bytes;
+                self.fingerprint = fingerprint;
                 self.last_refused = None;
             }
             Err(e) => {
+                let mut marker = bytes;
+                marker.extend_from_slice(e.to_string().as_bytes());
+                if self.last_refused.as_ref() == Some(&marker) {
+                    return;
+                }
                 let generation = self.tx.borrow().generation;
-                self.refuse(bytes);
+                self.refuse(marker);
                 tracing::error!(error = %e, generation, "policy refused; keeping the last good policy");
             }
         }
@@ -301,20 +355,10 @@ impl Reloader {
 }
 
 async fn reload_loop(
-    path: PathBuf,
-    last_bytes: Vec<u8>,
-    tx: watch::Sender<Arc<Loaded>>,
-    stats: Arc<ReloadStats>,
+    mut r: Reloader,
     mut signals: mpsc::UnboundedReceiver<Signal>,
     _watcher: notify::RecommendedWatcher, // dropped with the task, which ends the watch
 ) {
-    let mut r = Reloader {
-        path,
-        last_bytes,
-        last_refused: None,
-        tx,
-        stats,
-    };
     let mut gate = Gate::default();
     let mut settle_at: Option<tokio::time::Instant> = None;
     let mut fallback = tokio::time::interval(FALLBACK_PERIOD);
@@ -364,7 +408,10 @@ mod tests {
     }
 
     fn sig(kind: EventKind, file: &str) -> Option<Signal> {
-        classify(&ev(kind, file), &OsString::from("allowlist.toml"))
+        classify(
+            &ev(kind, file),
+            &[OsString::from("allowlist.toml"), OsString::from("ci.pub")],
+        )
     }
 
     #[test]
@@ -390,6 +437,11 @@ mod tests {
                 "allowlist.toml"
             ),
             Some(Signal::Writing)
+        );
+        assert_eq!(
+            sig(close_write, "ci.pub"),
+            Some(Signal::Written),
+            "a key the policy names is part of it"
         );
         assert_eq!(
             sig(EventKind::Modify(ModifyKind::Name(RenameMode::To)), "..data"),

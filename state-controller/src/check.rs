@@ -6,16 +6,23 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use common::decision::{Verdict, decide};
+use common::decision::{Verdict, decide_with, signatures_to_verify};
 use common::engine::Engine;
 use common::informer::Informer;
 use common::informer::store::Store;
 use common::policy::Policy;
+use common::provenance::Verifier;
 
 /// Exit code for an invalid or missing policy, shared with the controller's start-up.
 pub const EXIT_BAD_POLICY: u8 = 2;
 
-pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, offline: bool) -> ExitCode {
+pub async fn run(
+    path: &Path,
+    docker_host: Option<&str>,
+    scope: Option<&str>,
+    offline: bool,
+    verifier: &Verifier,
+) -> ExitCode {
     let policy = match Policy::load(path) {
         Ok(p) => p,
         Err(e) => {
@@ -84,7 +91,12 @@ pub async fn run(path: &Path, docker_host: Option<&str>, scope: Option<&str>, of
     );
     let (mut denied, mut allowed) = (0, 0);
     for c in &containers {
-        let d = decide(&policy, c, &me);
+        // Signatures are verified first (each within the verifier's timeout), as the
+        // controller would.
+        for keys in signatures_to_verify(&policy, c, verifier) {
+            verifier.verify_image(&c.image, &c.image_digests, keys).await;
+        }
+        let d = decide_with(&policy, c, &me, verifier);
         match d.verdict() {
             Verdict::Allow => allowed += 1,
             Verdict::Deny => denied += 1,

@@ -55,6 +55,14 @@ pub struct RunArgs {
     /// `.sock`: `/run/docker/plugins/dockwarden.sock` is `--authorization-plugin=dockwarden`.
     #[arg(long, env = "DOCKWARDEN_AUTHZ_SOCKET")]
     pub authz_socket: Option<PathBuf>,
+    /// A Docker `config.json` whose `auths` give credentials for the registries that
+    /// `signed_by` rules verify signatures in (never logged). Default: anonymous.
+    #[arg(long, env = "DOCKWARDEN_REGISTRY_CONFIG", global = true)]
+    pub registry_config: Option<PathBuf>,
+    /// A PEM bundle of CA certificates for HTTPS registries, besides the system's (the
+    /// image has none).
+    #[arg(long, env = "DOCKWARDEN_REGISTRY_CA", global = true)]
+    pub registry_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use common::decision::{ActionResult, DecisionRecord, Identity, decide};
+use common::decision::{ActionResult, DecisionRecord, Identity, Signatures, decide_with};
 use common::engine::container::Container;
 use common::policy::Action;
 use common::reload::Loaded;
@@ -123,6 +123,7 @@ pub fn log_state_list(
     containers: &[Arc<Container>],
     loaded: &Loaded,
     me: &Identity,
+    sigs: &dyn Signatures,
     listed: usize,
     initial: bool,
 ) {
@@ -136,7 +137,7 @@ pub fn log_state_list(
         "state list synced with Docker"
     );
     for c in live {
-        let d = decide(&loaded.policy, c, me);
+        let d = decide_with(&loaded.policy, c, me, sigs);
         tracing::info!(container = %c.name, id = %c.short_id(), image = %c.image, state = %c.state,
             verdict = d.verdict().as_str(), reason = %d, "state");
     }

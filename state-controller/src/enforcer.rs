@@ -24,11 +24,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::backoff::Backoff;
-use common::decision::{Decision, Denied, EventKind, Identity, Plan, Trigger, Verdict, Why, decide};
+use common::decision::{
+    Decision, Denied, EventKind, Identity, NoSignatures, Plan, Signatures, Trigger, Verdict, Why,
+    decide_with, signatures_to_verify,
+};
 use common::engine::container::{Container, Source, State};
 use common::engine::event::Action as EventAction;
 use common::informer::Notice;
 use common::policy::Action;
+use common::policy::Missing;
+use common::provenance::KeySet;
 use common::reload::Loaded;
 
 /// How many container names the "keeps coming back" report remembers.
@@ -47,6 +52,19 @@ pub enum Command {
     /// Ask the informer to inspect the container again: the facts at hand (a bounded copy)
     /// cannot settle the policy.
     Refresh(String),
+    /// Verify the signature of the container's image by these key sets (bounded by the
+    /// verifier's timeout), then call [`Enforcer::on_verified`].
+    Verify(Verify),
+}
+
+/// A signature verification to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verify {
+    pub id: String,
+    /// The image as the container names it, and its repo digests.
+    pub image: String,
+    pub digests: Vec<String>,
+    pub keys: Vec<KeySet>,
 }
 
 /// One action to run.
@@ -176,10 +194,14 @@ struct Record {
     acted_run: Option<i64>,
     /// The last event seen and its engine time, until a decision consumed it.
     event: Option<(EventKind, i64)>,
+    /// A signature verification is under way (its result calls back).
+    verifying: bool,
 }
 
 pub struct Enforcer {
     me: Identity,
+    /// The signature verifier's cache, read by the decision (no I/O).
+    sigs: Arc<dyn Signatures + Send + Sync>,
     records: HashMap<String, Record>,
     /// Due retries, in order (a record's `retry_at` says whether an entry is current).
     deadlines: BTreeSet<(Instant, String)>,
@@ -195,12 +217,19 @@ impl Enforcer {
     pub fn new(me: Identity) -> Self {
         Enforcer {
             me,
+            sigs: Arc::new(NoSignatures),
             records: HashMap::new(),
             deadlines: BTreeSet::new(),
             acted_names: HashMap::new(),
             tally: Tally::default(),
             denied_live: 0,
         }
+    }
+
+    /// Decides with these signature results (the verifier's cache).
+    pub fn with_signatures(mut self, sigs: Arc<dyn Signatures + Send + Sync>) -> Self {
+        self.sigs = sigs;
+        self
     }
 
     /// Containers the enforcer holds a record for (the leak check watches it).
@@ -387,6 +416,26 @@ impl Enforcer {
         out
     }
 
+    /// A verification asked by [`Command::Verify`] ended (its result is in the verifier's
+    /// cache): decide again on the store's copy (`None`: gone).
+    pub fn on_verified(
+        &mut self,
+        id: &str,
+        c: Option<Arc<Container>>,
+        loaded: &Loaded,
+        now_nano: i64,
+    ) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some(record) = self.records.get_mut(id) else {
+            return out;
+        };
+        record.verifying = false;
+        if let Some(c) = c {
+            self.consider(&c, loaded, Trigger::Verified, now_nano, &mut out);
+        }
+        out
+    }
+
     /// The clock moved to `now`: retries that are due act again if their container is still
     /// live and denied. `store` gives the store's copy of a container (None when gone).
     pub fn on_timeout(
@@ -429,9 +478,24 @@ impl Enforcer {
         at: i64,
         out: &mut Vec<Command>,
     ) {
-        let decision = decide(&loaded.policy, c, &self.me);
+        let decision = decide_with(&loaded.policy, c, &self.me, self.sigs.as_ref());
         if let Decision::Undecided(missing) = decision {
-            if c.source == Source::Inspect {
+            if missing == Missing::Signature {
+                let record = self.records.entry(c.id.clone()).or_default();
+                let keys: Vec<KeySet> = signatures_to_verify(&loaded.policy, c, self.sigs.as_ref())
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                if !record.verifying && !keys.is_empty() {
+                    record.verifying = true;
+                    out.push(Command::Verify(Verify {
+                        id: c.id.clone(),
+                        image: c.image.clone(),
+                        digests: c.image_digests.clone(),
+                        keys,
+                    }));
+                }
+            } else if c.source == Source::Inspect {
                 tracing::debug!(container = %c.name, missing = missing.as_str(),
                     "a stored copy cannot settle the policy; inspecting again");
                 out.push(Command::Refresh(c.id.clone()));

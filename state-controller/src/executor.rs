@@ -8,18 +8,25 @@ use std::time::Instant;
 use common::engine::Engine;
 use common::informer::Refresher;
 use common::policy::Action;
+use common::provenance::Verifier;
 use tokio::sync::mpsc;
 
 use crate::decisions::{self, Decisions};
-use crate::enforcer::{Act, Command, Outcome};
+use crate::enforcer::{Act, Command, Outcome, Verify};
 use crate::metrics::Metrics;
 
-/// An action's outcome, back to the enforcer's loop.
+/// What comes back to the enforcer's loop from the work it asked for.
 #[derive(Debug)]
-pub struct Finished(pub Box<Act>, pub Outcome);
+pub enum Finished {
+    /// An action's outcome.
+    Acted(Box<Act>, Outcome),
+    /// A signature verification of this container ended (its result is cached).
+    Verified(String),
+}
 
 pub struct Executor<E: Engine> {
     pub engine: E,
+    pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub decisions: Decisions,
     pub refresher: Refresher,
@@ -33,6 +40,7 @@ impl<E: Engine> Executor<E> {
                 Command::Act(act) => self.act(act),
                 Command::Log(line) => decisions::log(&line, &self.metrics, &self.decisions),
                 Command::Refresh(id) => self.refresher.refresh(&id),
+                Command::Verify(v) => self.verify(v),
             }
         }
     }
@@ -54,7 +62,21 @@ impl<E: Engine> Executor<E> {
                 Err(e) if matches!(e.status(), Some(404 | 409)) => Outcome::AlreadyGone,
                 Err(e) => Outcome::Failed(e.to_string()),
             };
-            let _ = results.send(Finished(Box::new(act), outcome));
+            let _ = results.send(Finished::Acted(Box::new(act), outcome));
+        });
+    }
+
+    /// Verifies the signatures asked for, one key set after the other (each bounded by the
+    /// verifier's timeout), then reports back.
+    fn verify(&self, v: Verify) {
+        let verifier = self.verifier.clone();
+        let results = self.results.clone();
+        tokio::spawn(async move {
+            for keys in &v.keys {
+                let outcome = verifier.verify_image(&v.image, &v.digests, keys).await;
+                tracing::debug!(id = %v.id, image = %v.image, outcome = %outcome, "signature verified");
+            }
+            let _ = results.send(Finished::Verified(v.id));
         });
     }
 

@@ -53,6 +53,9 @@ pub struct Settings {
     pub scope: Option<String>,
     /// Serve the authorization-plugin protocol on this unix socket.
     pub authz_socket: Option<PathBuf>,
+    /// Registry credentials and CA roots for signature verification.
+    pub registry_config: Option<PathBuf>,
+    pub registry_ca: Option<PathBuf>,
 }
 
 /// Why the controller stopped with an error; `BadPolicy` means exit code 2.
@@ -77,6 +80,11 @@ pub async fn run(
         None => None,
     };
     let loaded = policy.current();
+    let verifier = common::provenance::verifier_from(
+        settings.registry_config.as_deref(),
+        settings.registry_ca.as_deref(),
+    )
+    .map_err(|e| Failure::Other(anyhow::anyhow!("signature verification settings: {e}")))?;
     let engine = HttpEngine::new(settings.docker_host.as_deref())
         .context("the Docker host")
         .map_err(Failure::Other)?;
@@ -105,7 +113,7 @@ pub async fn run(
     );
     let notices = informer.notices();
     let identity: Arc<Mutex<Identity>> = Arc::default();
-    let metrics = Arc::new(Metrics::new(&store, &policy, informer.stats()));
+    let metrics = Arc::new(Metrics::new(&store, &policy, informer.stats(), &verifier));
     let decisions = Decisions::default();
     let endpoint = Endpoint {
         metrics: metrics.clone(),
@@ -116,6 +124,7 @@ pub async fn run(
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let executor = Executor {
         engine: engine.clone(),
+        verifier: verifier.clone(),
         metrics: metrics.clone(),
         decisions,
         refresher: informer.refresher(),
@@ -129,6 +138,7 @@ pub async fn run(
             policy: policy.clone(),
             store: store.clone(),
             engine: engine.clone(),
+            verifier: verifier.clone(),
             identity: identity.clone(),
             metrics: metrics.clone(),
             decisions: executor.decisions.clone(),
@@ -185,7 +195,7 @@ async fn enforce<E: Engine>(
     // Notices queue up meanwhile (the informer re-lists if they overflow).
     let me = common::identity::discover(&engine).await;
     *identity.lock().unwrap_or_else(|e| e.into_inner()) = me.clone();
-    let mut enforcer = Enforcer::new(me);
+    let mut enforcer = Enforcer::new(me).with_signatures(Arc::new(executor.verifier.clone()));
     let mut policy_rx = policy.subscribe();
     policy_rx.mark_unchanged();
     loop {
@@ -196,7 +206,7 @@ async fn enforce<E: Engine>(
                 let loaded = policy.current();
                 match &n {
                     Notice::Synced { containers, initial } => {
-                        decisions::log_state_list(&store.list(), &loaded, enforcer.identity(), *containers, *initial);
+                        decisions::log_state_list(&store.list(), &loaded, enforcer.identity(), &executor.verifier, *containers, *initial);
                     }
                     Notice::Disconnected { reason } => {
                         tracing::warn!(%reason, "lost the Docker event stream; enforcement resumes after the re-list");
@@ -210,17 +220,25 @@ async fn enforce<E: Engine>(
                     anyhow::bail!("the policy reloader stopped");
                 }
                 let loaded = policy_rx.borrow_and_update().clone();
+                // Verified results of the key sets still listed stay (a reload during a
+                // registry outage keeps what verified before); the rest are dropped.
+                executor.verifier.retain_key_sets(&loaded.policy.key_set_ids());
                 let commands = enforcer.on_policy(&loaded, &store.list());
                 let (allowed, denied) = enforcer.verdicts();
                 tracing::info!(generation = loaded.generation, mode = loaded.policy.mode.as_str(),
                     action = loaded.policy.action.as_str(), allowed, denied, "new policy applied to every live container");
                 commands
             }
-            r = results.recv() => {
-                let Some(Finished(act, outcome)) = r else { anyhow::bail!("the executor's channel closed") };
-                executor.finished(&act, &outcome);
-                enforcer.on_result(&act, outcome, Instant::now())
-            }
+            r = results.recv() => match r {
+                Some(Finished::Acted(act, outcome)) => {
+                    executor.finished(&act, &outcome);
+                    enforcer.on_result(&act, outcome, Instant::now())
+                }
+                Some(Finished::Verified(id)) => {
+                    enforcer.on_verified(&id, store.get(&id), &policy.current(), informer::now_nano())
+                }
+                None => anyhow::bail!("the executor's channel closed"),
+            },
             () = sleep_until(deadline) => {
                 enforcer.on_timeout(Instant::now(), |id| store.get(id), &policy.current(), informer::now_nano())
             }

@@ -19,11 +19,22 @@ async fn main() -> ExitCode {
                 eprintln!("check needs --allowlist PATH (or DOCKWARDEN_ALLOWLIST)");
                 return ExitCode::from(EXIT_BAD_POLICY);
             };
+            let verifier = match common::provenance::verifier_from(
+                cli.run.registry_config.as_deref(),
+                cli.run.registry_ca.as_deref(),
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("signature verification settings: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             state_controller::check::run(
                 &path,
                 cli.run.docker_host.as_deref(),
                 scope.as_deref(),
                 args.offline,
+                &verifier,
             )
             .await
         }
@@ -38,6 +49,8 @@ async fn main() -> ExitCode {
                 metrics_listen: cli.run.metrics_listen,
                 scope,
                 authz_socket: cli.run.authz_socket.filter(|p| !p.as_os_str().is_empty()),
+                registry_config: cli.run.registry_config.filter(|p| !p.as_os_str().is_empty()),
+                registry_ca: cli.run.registry_ca.filter(|p| !p.as_os_str().is_empty()),
             };
             match state_controller::run(settings, common::shutdown::signal()).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::informer::Stats as InformerStats;
 use common::informer::store::Store;
 use common::metrics::{SharedMetrics, counter, gauge};
+use common::provenance::Verifier;
 use common::reload::PolicyHandle;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -104,6 +105,28 @@ impl Collector for Scrape {
     }
 }
 
+/// The verifier's cache hits and misses, read at scrape time.
+#[derive(Debug)]
+struct SignatureCache(Verifier);
+
+impl Collector for SignatureCache {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let stats = self.0.stats();
+        counter(
+            &mut enc,
+            "dockwarden_signature_cache_hits",
+            "Signature decisions answered from the verifier's cache",
+            stats.cache_hits(),
+        )?;
+        counter(
+            &mut enc,
+            "dockwarden_signature_cache_misses",
+            "Signature decisions the cache could not answer (a verification followed)",
+            stats.cache_misses(),
+        )
+    }
+}
+
 /// Everything the endpoint reads.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -114,7 +137,12 @@ pub struct Endpoint {
 }
 
 impl Metrics {
-    pub fn new(store: &Store, policy: &PolicyHandle, informer: Arc<InformerStats>) -> Self {
+    pub fn new(
+        store: &Store,
+        policy: &PolicyHandle,
+        informer: Arc<InformerStats>,
+        verifier: &Verifier,
+    ) -> Self {
         let mut registry = Registry::default();
         let actions = Family::<Labels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -146,6 +174,21 @@ impl Metrics {
             "Time the authorization plugin took to answer",
             authz_latency.clone(),
         );
+        let verify_latency =
+            Family::<[(&'static str, &'static str); 1], Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+            });
+        registry.register(
+            "dockwarden_signature_verification_seconds",
+            "Signature verifications against a registry, by result, and their time",
+            verify_latency.clone(),
+        );
+        verifier.set_observer(move |kind, took| {
+            verify_latency
+                .get_or_create(&[("result", kind.as_str())])
+                .observe(took.as_secs_f64());
+        });
+        registry.register_collector(Box::new(SignatureCache(verifier.clone())));
         let tally: Arc<Mutex<Tally>> = Arc::default();
         let tracked: Arc<AtomicUsize> = Arc::default();
         let denied_live: Arc<AtomicUsize> = Arc::default();

@@ -51,7 +51,11 @@ fn run_all(fx: &Fixture) -> Vec<(String, &'static support::power::Case, bool)> {
         let deny = format!("{p}-{}-deny", c.key);
         cli(&run_args(c, &p, &deny, &label, SLEEPER_IMAGE)).unwrap();
         ran.push((deny, c, false));
-        let (suffix, allowed) = if c.grantable { ("ok", true) } else { ("edge", false) };
+        let (suffix, allowed) = if c.grantable {
+            ("ok", true)
+        } else {
+            ("edge", false)
+        };
         let other = format!("{p}-{}-{suffix}", c.key);
         cli(&run_args(c, &p, &other, &label, SLEEPER_IMAGE)).unwrap();
         ran.push((other, c, allowed));
@@ -85,7 +89,8 @@ async fn each_power_is_killed_without_its_grant_and_runs_with_exactly_it() {
             catch_all_rule()
         };
         assert!(
-            line.contains(case.power) && line.contains(&format!("allow[{rule}] matches it but does not grant")),
+            line.contains(case.power)
+                && line.contains(&format!("allow[{rule}] matches it but does not grant")),
             "{name}: the denial names the power and the rule: {line}"
         );
     }
@@ -114,9 +119,7 @@ async fn audit_mode_lets_each_power_run_and_logs_the_kill_it_would_make() {
     let Some(fx) = Fixture::new().await else { return };
     let _v = Volumes(fx.scope.id.clone());
     let p = fx.scope.id.clone();
-    let c = fx
-        .controller(bin(), &policy(&p, "mode = \"audit\""), &[])
-        .await;
+    let c = fx.controller(bin(), &policy(&p, "mode = \"audit\""), &[]).await;
     let ran = run_all(&fx);
     for (name, case, allowed) in &ran {
         if *allowed {
@@ -150,16 +153,44 @@ async fn the_restricted_profile_wants_a_non_root_user_no_new_privileges_and_drop
     let c = fx.controller(bin(), &policy, &[]).await;
     let label = fx.scope.selector();
     let run = |name: &str, extra: &[&str]| {
-        let mut a = vec!["run", "-d", "--name", name, "--label", &label, "--network", "none"];
+        let mut a = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            &label,
+            "--network",
+            "none",
+        ];
         a.extend_from_slice(extra);
         a.push(SLEEPER_IMAGE);
         docker_cli(&a).unwrap()
     };
-    let hardened = ["--user", "1000:1000", "--security-opt", "no-new-privileges", "--cap-drop", "ALL"];
+    let hardened = [
+        "--user",
+        "1000:1000",
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+    ];
     let cases: [(&str, Vec<&str>, Option<&str>); 5] = [
-        ("as-root", vec!["--security-opt", "no-new-privileges", "--cap-drop", "ALL"], Some("runs as root")),
-        ("escalates", vec!["--user", "1000", "--cap-drop", "ALL"], Some("no-new-privileges")),
-        ("keeps-caps", vec!["--user", "1000", "--security-opt", "no-new-privileges"], Some("keeps capability")),
+        (
+            "as-root",
+            vec!["--security-opt", "no-new-privileges", "--cap-drop", "ALL"],
+            Some("runs as root"),
+        ),
+        (
+            "escalates",
+            vec!["--user", "1000", "--cap-drop", "ALL"],
+            Some("no-new-privileges"),
+        ),
+        (
+            "keeps-caps",
+            vec!["--user", "1000", "--security-opt", "no-new-privileges"],
+            Some("keeps capability"),
+        ),
         ("hardened", hardened.to_vec(), None),
         ("root-ok", vec!["--cap-drop", "ALL"], None),
     ];

@@ -61,7 +61,10 @@ async fn each_power_is_refused_without_its_grant_and_runs_with_exactly_it() {
         assert!(
             err.contains("authorization denied")
                 && err.contains(c.power)
-                && err.contains(&format!("allow[{}] matches it but does not grant", catch_all_rule())),
+                && err.contains(&format!(
+                    "allow[{}] matches it but does not grant",
+                    catch_all_rule()
+                )),
             "{deny}: {err}"
         );
         assert!(!g.exists(&deny), "{deny} exists");
@@ -81,28 +84,52 @@ async fn each_power_is_refused_without_its_grant_and_runs_with_exactly_it() {
     }
     // --privileged cannot start on this machine: the plugin's refusal is the proof, and with
     // the grant the engine tries (and fails for its own reason, not the plugin's).
-    let with_priv = format!("{}[[allow]]\nname = \"{p}-priv-ok\"\nprivileged = true\n", policy(&p, ""));
+    let with_priv = format!(
+        "{}[[allow]]\nname = \"{p}-priv-ok\"\nprivileged = true\n",
+        policy(&p, "")
+    );
     apply(&g, &with_priv, 3).await;
     let priv_deny = format!("{p}-priv-deny");
     let err = g
-        .run(&["--name", &priv_deny, "--label", &label, "--privileged", SLEEPER_IMAGE])
+        .run(&[
+            "--name",
+            &priv_deny,
+            "--label",
+            &label,
+            "--privileged",
+            SLEEPER_IMAGE,
+        ])
         .unwrap_err();
-    assert!(err.contains("authorization denied") && err.contains("privileged"), "{err}");
+    assert!(
+        err.contains("authorization denied") && err.contains("privileged"),
+        "{err}"
+    );
     assert!(!g.exists(&priv_deny));
     let priv_ok = format!("{p}-priv-ok");
-    if let Err(e) = g.run(&["--name", &priv_ok, "--label", &label, "--privileged", SLEEPER_IMAGE]) {
+    if let Err(e) = g.run(&[
+        "--name",
+        &priv_ok,
+        "--label",
+        &label,
+        "--privileged",
+        SLEEPER_IMAGE,
+    ]) {
         assert!(!e.contains("authorization denied"), "granted, yet refused: {e}");
     }
     // exec --privileged into an allowed container that asks nothing: the rule that allows
     // the container must grant it.
     let plain = format!("{p}-plain");
-    g.run(&["--name", &plain, "--label", &label, SLEEPER_IMAGE]).unwrap();
+    g.run(&["--name", &plain, "--label", &label, SLEEPER_IMAGE])
+        .unwrap();
     let err = g
         .engine
         .cli(&["exec", "--privileged", &plain, "/dw-sleeper", "0"])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("authorization denied") && err.contains("privileged"), "{err}");
+    assert!(
+        err.contains("authorization denied") && err.contains("privileged"),
+        "{err}"
+    );
     assert!(
         g.controller
             .count_log(&["decision", "result=refused", "trigger=\"authz exec\""])
@@ -121,35 +148,94 @@ async fn requests_built_to_slip_power_past_are_all_refused() {
     set_up(&g);
     let create = |hc: &str| format!("{{\"Image\":\"{SLEEPER_IMAGE}\",{hc}}}");
     let cases: Vec<(&str, String)> = vec![
-        ("lower-case nested keys", create(r#""hostconfig":{"binds":["/:/h"]}"#)),
+        (
+            "lower-case nested keys",
+            create(r#""hostconfig":{"binds":["/:/h"]}"#),
+        ),
         ("upper-case keys", create(r#""HOSTCONFIG":{"PIDMODE":"host"}"#)),
-        ("Go's long-s folding", create("\"HostConfi\u{017f}\":{\"Privileged\":true}")),
-        ("a repeated HostConfig", create(r#""HostConfig":{"PidMode":"host"},"HostConfig":{}"#)),
-        ("Mounts instead of Binds", create(r#""HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}"#)),
-        ("a dot-dot path", create(r#""HostConfig":{"Binds":["/etc/..:/h"]}"#)),
+        (
+            "Go's long-s folding",
+            create("\"HostConfi\u{017f}\":{\"Privileged\":true}"),
+        ),
+        (
+            "a repeated HostConfig",
+            create(r#""HostConfig":{"PidMode":"host"},"HostConfig":{}"#),
+        ),
+        (
+            "Mounts instead of Binds",
+            create(r#""HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}"#),
+        ),
+        (
+            "a dot-dot path",
+            create(r#""HostConfig":{"Binds":["/etc/..:/h"]}"#),
+        ),
         ("a double slash", create(r#""HostConfig":{"Binds":["//:/h"]}"#)),
-        ("a trailing slash", create(r#""HostConfig":{"Binds":["/etc/:/h"]}"#)),
-        ("the socket by /run", create(r#""HostConfig":{"Binds":["/run/docker.sock:/s"]}"#)),
-        ("the socket by a detour", create(r#""HostConfig":{"Binds":["/var/run/../run/docker.sock:/s"]}"#)),
-        ("CAP_ prefix", create(r#""HostConfig":{"CapAdd":["CAP_SYS_ADMIN"]}"#)),
-        ("lower-case capability", create(r#""HostConfig":{"CapAdd":["sys_admin"]}"#)),
+        (
+            "a trailing slash",
+            create(r#""HostConfig":{"Binds":["/etc/:/h"]}"#),
+        ),
+        (
+            "the socket by /run",
+            create(r#""HostConfig":{"Binds":["/run/docker.sock:/s"]}"#),
+        ),
+        (
+            "the socket by a detour",
+            create(r#""HostConfig":{"Binds":["/var/run/../run/docker.sock:/s"]}"#),
+        ),
+        (
+            "CAP_ prefix",
+            create(r#""HostConfig":{"CapAdd":["CAP_SYS_ADMIN"]}"#),
+        ),
+        (
+            "lower-case capability",
+            create(r#""HostConfig":{"CapAdd":["sys_admin"]}"#),
+        ),
         ("lower-case all", create(r#""HostConfig":{"CapAdd":["all"]}"#)),
-        ("a capability as a string", create(r#""HostConfig":{"CapAdd":"SYS_ADMIN"}"#)),
-        ("seccomp, old form", create(r#""HostConfig":{"SecurityOpt":["seccomp:unconfined"]}"#)),
-        ("apparmor, old form", create(r#""HostConfig":{"SecurityOpt":["apparmor:unconfined"]}"#)),
-        ("label, old form", create(r#""HostConfig":{"SecurityOpt":["label:disable"]}"#)),
+        (
+            "a capability as a string",
+            create(r#""HostConfig":{"CapAdd":"SYS_ADMIN"}"#),
+        ),
+        (
+            "seccomp, old form",
+            create(r#""HostConfig":{"SecurityOpt":["seccomp:unconfined"]}"#),
+        ),
+        (
+            "apparmor, old form",
+            create(r#""HostConfig":{"SecurityOpt":["apparmor:unconfined"]}"#),
+        ),
+        (
+            "label, old form",
+            create(r#""HostConfig":{"SecurityOpt":["label:disable"]}"#),
+        ),
         (
             "inline volume options",
             create(&format!(
                 r#""HostConfig":{{"Mounts":[{{"Type":"volume","Source":"{p}-raw-vol","Target":"/h","VolumeOptions":{{"DriverConfig":{{"Name":"local","Options":{{"type":"none","o":"bind","device":"/"}}}}}}}}]}}"#
             )),
         ),
-        ("a named volume that binds the host", create(&format!(r#""HostConfig":{{"Binds":["{p}-etcvol:/h"]}}"#))),
-        ("volumes from a container made before", create(&format!(r#""HostConfig":{{"VolumesFrom":["{p}-src"]}}"#))),
+        (
+            "a named volume that binds the host",
+            create(&format!(r#""HostConfig":{{"Binds":["{p}-etcvol:/h"]}}"#)),
+        ),
+        (
+            "volumes from a container made before",
+            create(&format!(r#""HostConfig":{{"VolumesFrom":["{p}-src"]}}"#)),
+        ),
         ("top-level host config fields", create(r#""Binds":["/:/h"]"#)),
-        ("host network by another case", create(r#""HostConfig":{"NetworkMode":"HOST"}"#)),
-        ("a device", create(r#""HostConfig":{"Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse","CgroupPermissions":"rwm"}]}"#)),
-        ("an unsafe sysctl", create(r#""HostConfig":{"Sysctls":{"kernel.msgmax":"65536"}}"#)),
+        (
+            "host network by another case",
+            create(r#""HostConfig":{"NetworkMode":"HOST"}"#),
+        ),
+        (
+            "a device",
+            create(
+                r#""HostConfig":{"Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse","CgroupPermissions":"rwm"}]}"#,
+            ),
+        ),
+        (
+            "an unsafe sysctl",
+            create(r#""HostConfig":{"Sysctls":{"kernel.msgmax":"65536"}}"#),
+        ),
     ];
     for (i, (what, body)) in cases.iter().enumerate() {
         let r = g
@@ -166,7 +252,11 @@ async fn requests_built_to_slip_power_past_are_all_refused() {
         .cli(&["create", "--name", &honest, "--network", "none", SLEEPER_IMAGE])
         .unwrap();
     let r = g
-        .post(&format!("/v1.23/containers/{honest}/start"), JSON, r#"{"Binds":["/:/h"]}"#)
+        .post(
+            &format!("/v1.23/containers/{honest}/start"),
+            JSON,
+            r#"{"Binds":["/:/h"]}"#,
+        )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(g.state(&honest), "created", "it never ran");

@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Log format: text (one line per event) or json.
     #[arg(long, env = "DOCKWARDEN_LOG_FORMAT", default_value = "text")]
     pub log_format: common::telemetry::LogFormat,
+    /// A Docker `config.json` with credentials for the registries that `signed_by` rules
+    /// verify signatures in (as the controller's). Default: anonymous.
+    #[arg(long, env = "DOCKWARDEN_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// A PEM bundle of CA certificates for HTTPS registries, besides the system's.
+    #[arg(long, env = "DOCKWARDEN_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -52,9 +52,11 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use common::decision::Identity;
 use common::engine::HttpEngine;
+use common::engine::container::Container;
 use common::http::Limits;
 use common::informer::store::Store;
 use common::informer::{self, Informer};
+use common::provenance::{KeySet, Verifier};
 use common::reload::PolicyHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
@@ -92,6 +94,9 @@ pub struct Config {
     pub controller_url: Option<String>,
     /// Serve `/containers/{id}/logs` even without a token.
     pub logs: bool,
+    /// Registry credentials and CA roots for the signatures `signed_by` rules verify.
+    pub registry_config: Option<PathBuf>,
+    pub registry_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -108,6 +113,8 @@ impl Default for Config {
             max_connections: Limits::default().max_connections,
             controller_url: None,
             logs: false,
+            registry_config: None,
+            registry_ca: None,
         }
     }
 }
@@ -121,6 +128,11 @@ pub struct Shared {
     pub store: Store,
     /// The allowlist in force, when the server runs with one.
     pub policy: Option<PolicyHandle>,
+    /// The signatures `signed_by` rules want: the cache verdicts read, filled in the
+    /// background ([`AppState::verify_in_background`]).
+    pub verifier: Verifier,
+    /// Containers whose signature is being verified now.
+    verifying: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// CPU and memory figures, kept by the background sampler.
     pub resources: Resources,
     /// The engine, for the logs route (and the resource sampler).
@@ -148,6 +160,8 @@ pub struct Shared {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub token: Option<Token>,
+    /// Signature verification (a verifier without credentials or extra roots by default).
+    pub verifier: Option<Verifier>,
     /// `--logs`: serve the logs route without a token.
     pub logs: bool,
     pub controller_url: Option<String>,
@@ -181,6 +195,8 @@ impl AppState {
         AppState(Arc::new(Shared {
             store,
             policy,
+            verifier: opts.verifier.unwrap_or_else(|| Verifier::new(Default::default())),
+            verifying: Arc::default(),
             resources,
             engine,
             metrics,
@@ -207,6 +223,33 @@ impl AppState {
             cur.1 += 1;
         }
         self.views.touch();
+    }
+
+    /// Verifies, in the background, the signatures a container's decision waits for; the
+    /// view cache is rebuilt when they are known. One verification per container at a time.
+    pub fn verify_in_background(&self, c: &Container, keys: Vec<KeySet>) {
+        if keys.is_empty() {
+            return;
+        }
+        {
+            let mut v = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
+            if !v.insert(c.id.clone()) {
+                return;
+            }
+        }
+        let state = self.clone();
+        let (id, image, digests) = (c.id.clone(), c.image.clone(), c.image_digests.clone());
+        tokio::spawn(async move {
+            for k in &keys {
+                state.verifier.verify_image(&image, &digests, k).await;
+            }
+            state
+                .verifying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            state.views.touch();
+        });
     }
 
     /// Learns this process's own container and image (retrying until the engine answers).
@@ -251,7 +294,11 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
         engine.clone(),
     );
     let notices = informer.notices();
+    let verifier =
+        common::provenance::verifier_from(config.registry_config.as_deref(), config.registry_ca.as_deref())
+            .map_err(|e| anyhow!("signature verification settings: {e}"))?;
     let opts = Options {
+        verifier: Some(verifier),
         token: config.token.as_deref().and_then(Token::new),
         logs: config.logs,
         controller_url: config.controller_url.clone().filter(|u| !u.is_empty()),

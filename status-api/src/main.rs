@@ -29,6 +29,8 @@ async fn main() -> ExitCode {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         controller_url: args.controller_url.filter(|u| !u.is_empty()),
         logs: args.logs,
+        registry_config: args.registry_config.filter(|p| !p.as_os_str().is_empty()),
+        registry_ca: args.registry_ca.filter(|p| !p.as_os_str().is_empty()),
         ..Default::default()
     };
     match status_api::run(config, common::shutdown::signal()).await {

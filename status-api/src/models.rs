@@ -96,9 +96,14 @@ pub struct VerdictView {
     /// the allowlist says. Only present when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub spared: bool,
-    /// What kind of denial (`no_rule`, `unjudgeable`, ...). Only present when denied.
+    /// What kind of denial (`no_rule`, `unjudgeable`, `power`, `signature`, ...). Only
+    /// present when denied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<WhyKind>,
+    /// Under a `signed_by` rule: the key that verified its image's signature. Only present
+    /// then (a denial's reason says why none did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// Every error: `{"error": "<code>", "message": "<what and why>"}`.
@@ -144,6 +149,10 @@ impl From<&Decision> for VerdictView {
             reason: d.to_string(),
             spared: matches!(d, Decision::Spare(_)),
             why: d.denied().map(|d| d.why.kind()),
+            signed_by: match d {
+                Decision::Allow(a) => a.signed_by.clone(),
+                _ => None,
+            },
         }
     }
 }

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::decision::{Decision, DecisionRecord, decide};
+use common::decision::{Decision, DecisionRecord, decide_with, signatures_to_verify};
 use common::engine::container::{Container, State};
+use common::policy::Missing;
 use common::reload::Loaded;
 use jiff::Timestamp;
 
@@ -134,6 +135,9 @@ struct Base {
     verdict: Option<Decision>,
     power: Arc<[String]>,
     power_known: bool,
+    /// The decision read the verifier's cache (a `signed_by` rule), as it was at `signatures`.
+    signed: bool,
+    signatures: u64,
     generation: Option<u64>,
     identity: u64,
 }
@@ -222,22 +226,54 @@ fn build(
     let (me, identity) = state.identity_versioned();
     let decisions = state.decisions.current();
     let generation = policy.as_ref().map(|p| p.generation);
+    let signatures = state
+        .verifier
+        .stats()
+        .results()
+        .iter()
+        .map(|(_, n)| n)
+        .sum::<u64>();
     let mut entries = Vec::with_capacity(containers.len());
     let mut by_id = HashMap::with_capacity(containers.len());
     let mut next_bases = HashMap::with_capacity(containers.len());
     for c in containers {
         let base = match bases.remove(&c.id) {
-            Some(b) if Arc::ptr_eq(&b.c, &c) && b.generation == generation && b.identity == identity => b,
+            // A decision that waited for a signature is made again once verifications moved
+            // on (the verifier's cache is part of its inputs).
+            Some(b)
+                if Arc::ptr_eq(&b.c, &c)
+                    && b.generation == generation
+                    && b.identity == identity
+                    && (b.signatures == signatures || !b.signed) =>
+            {
+                b
+            }
             _ => {
                 let asks = policy.as_ref().map(|p| c.power.asks(p.policy.profile));
                 Base {
                     times: Times::of(&c),
-                    verdict: policy.as_ref().map(|p| decide(&p.policy, &c, &me)),
+                    verdict: policy.as_ref().map(|p| {
+                        let d = decide_with(&p.policy, &c, &me, &state.verifier);
+                        if d == Decision::Undecided(Missing::Signature) {
+                            state.verify_in_background(
+                                &c,
+                                signatures_to_verify(&p.policy, &c, &state.verifier)
+                                    .into_iter()
+                                    .cloned()
+                                    .collect(),
+                            );
+                        }
+                        d
+                    }),
                     power: asks
                         .as_ref()
                         .map(|a| a.asks.iter().map(ToString::to_string).collect())
                         .unwrap_or_default(),
                     power_known: asks.is_none_or(|a| a.is_known()),
+                    signed: policy
+                        .as_ref()
+                        .is_some_and(|p| !p.policy.key_set_ids().is_empty()),
+                    signatures,
                     generation,
                     identity,
                     c: c.clone(),

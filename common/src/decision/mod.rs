@@ -24,6 +24,7 @@ use crate::policy::judge::PodmanHint;
 use crate::policy::reference::Reference;
 use crate::policy::{Action, Missing, Mode, PluginJudgement, Policy, Tri};
 use crate::power::{Ask, Asks, Profile, Refused};
+use crate::provenance::{Failure, KeySet, Outcome, Verifier};
 
 pub use record::{ActionResult, DecisionRecord, Endpoint, EventKind, Trigger};
 
@@ -94,6 +95,8 @@ pub struct Allowed {
     /// The host power it asks for, every one granted by the rule (empty: none, or the
     /// `privileged` profile, which judges identity only).
     pub granted: Vec<Ask>,
+    /// Under a `signed_by` rule: the key that verified the signature (its path as written).
+    pub signed_by: Option<String>,
 }
 
 /// Why a container is denied.
@@ -116,6 +119,9 @@ pub enum Why {
     PowerUnknown { rule: usize, missing: Vec<String> },
     /// An engine plugin that no `engine_plugins` entry allows (`listed`: there are some).
     EnginePlugin { plugin: String, listed: bool },
+    /// A rule matches its identity and grants its power but wants a signature by one of its
+    /// keys, and verification says why there is none.
+    Signature { rule: usize, failure: Failure },
 }
 
 /// What the kind of a denial is, as records and the API name it.
@@ -126,6 +132,7 @@ pub enum WhyKind {
     Unjudgeable,
     Power,
     EnginePlugin,
+    Signature,
     /// What a record with a kind this build does not know reads as.
     #[serde(other)]
     Other,
@@ -138,6 +145,7 @@ impl Why {
             Why::Unjudgeable(_) => WhyKind::Unjudgeable,
             Why::Power { .. } | Why::PowerUnknown { .. } => WhyKind::Power,
             Why::EnginePlugin { .. } => WhyKind::EnginePlugin,
+            Why::Signature { .. } => WhyKind::Signature,
         }
     }
 }
@@ -236,14 +244,43 @@ impl Identity {
     }
 }
 
+/// What the decision reads of signatures: the verifier's cache, without I/O. `None`: not
+/// known yet (the gate verifies, then decides again).
+pub trait Signatures {
+    fn lookup(&self, c: &Container, keys: &KeySet) -> Option<Outcome>;
+}
+
+impl Signatures for Verifier {
+    fn lookup(&self, c: &Container, keys: &KeySet) -> Option<Outcome> {
+        self.lookup_image(&c.image, &c.image_digests, keys)
+    }
+}
+
+/// No verifier: every signature is not known yet (a policy without `signed_by` never asks).
+pub struct NoSignatures;
+
+impl Signatures for NoSignatures {
+    fn lookup(&self, _: &Container, _: &KeySet) -> Option<Outcome> {
+        None
+    }
+}
+
+/// [`decide_with`] without signatures: for policies without `signed_by` (and tests).
+pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
+    decide_with(policy, c, me, &NoSignatures)
+}
+
 /// Decides what the policy means for `c`, without I/O.
 ///
-/// A rule allows `c` when it matches its identity and grants every power it asks of the
-/// host under the policy's profile (`privileged`: identity alone). A container seen only
+/// A rule allows `c` when it matches its identity, grants every power it asks of the host
+/// under the policy's profile (`privileged`: identity alone), and, where it says
+/// `signed_by`, one of its keys signed the registry digest `c` runs. A container seen only
 /// through an event shows no power: when a rule matches its identity, the decision waits
-/// for the inspect ([`Missing::Power`]). When no rule allows, the denial names the first
-/// rule that matched the identity and what it did not grant, else that no rule matches.
-pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
+/// for the inspect ([`Missing::Power`]); a signature not verified yet waits too
+/// ([`Missing::Signature`], see [`signatures_to_verify`]). When no rule allows, the denial
+/// names the first rule that matched the identity and what it lacked, else that no rule
+/// matches.
+pub fn decide_with(policy: &Policy, c: &Container, me: &Identity, sigs: &dyn Signatures) -> Decision {
     let spare = me.spares(c);
     if let Ok(Some(s)) = spare {
         return Decision::Spare(s);
@@ -260,37 +297,60 @@ pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
             }
             Tri::Yes => {}
         }
-        let allow = |granted: Vec<Ask>| {
-            Decision::Allow(Allowed {
-                rule: r.index,
-                rule_text: r.to_string().into(),
-                granted,
-            })
+        let granted = if policy.profile == Profile::Privileged {
+            Vec::new()
+        } else {
+            let asks = asks.get_or_insert_with(|| c.power.asks(policy.profile));
+            if !asks.is_known() && c.source == Source::Event {
+                unknown = Some(Missing::Power);
+                break;
+            }
+            match r.grants.check(asks) {
+                Ok(()) => asks.asks.clone(),
+                Err(Refused::Ungranted { ask, grant }) => {
+                    failure.get_or_insert(Why::Power {
+                        rule: r.index,
+                        ask,
+                        grant,
+                    });
+                    continue;
+                }
+                Err(Refused::Unknown { missing }) => {
+                    failure.get_or_insert(Why::PowerUnknown {
+                        rule: r.index,
+                        missing,
+                    });
+                    continue;
+                }
+            }
         };
-        if policy.profile == Profile::Privileged {
-            return allow(Vec::new());
-        }
-        let asks = asks.get_or_insert_with(|| c.power.asks(policy.profile));
-        if !asks.is_known() && c.source == Source::Event {
-            unknown = Some(Missing::Power);
-            break;
-        }
-        match r.grants.check(asks) {
-            Ok(()) => return allow(asks.asks.clone()),
-            Err(Refused::Ungranted { ask, grant }) => {
-                failure.get_or_insert(Why::Power {
-                    rule: r.index,
-                    ask,
-                    grant,
-                });
+        let signed_by = match &r.signed_by {
+            None => None,
+            Some(_) if !c.image_resolved() => {
+                unknown = Some(Missing::Image);
+                break;
             }
-            Err(Refused::Unknown { missing }) => {
-                failure.get_or_insert(Why::PowerUnknown {
-                    rule: r.index,
-                    missing,
-                });
-            }
-        }
+            Some(keys) => match sigs.lookup(c, keys) {
+                None => {
+                    unknown = Some(Missing::Signature);
+                    break;
+                }
+                Some(Outcome::Verified(v)) => Some(v.key),
+                Some(Outcome::Failed(f)) => {
+                    failure.get_or_insert(Why::Signature {
+                        rule: r.index,
+                        failure: f,
+                    });
+                    continue;
+                }
+            },
+        };
+        return Decision::Allow(Allowed {
+            rule: r.index,
+            rule_text: r.to_string().into(),
+            granted,
+            signed_by,
+        });
     }
     let deny = |why| {
         Decision::Deny(Denied {
@@ -305,6 +365,28 @@ pub fn decide(policy: &Policy, c: &Container, me: &Identity) -> Decision {
         (Some(m), _, None) | (None, Err(m), None) => Decision::Undecided(m),
         (None, Ok(_), None) => deny(failure.unwrap_or_else(|| Why::NoRule(policy.podman_hint(c)))),
     }
+}
+
+/// The key sets whose verification of `c` would let the decision go on: those of the rules
+/// that match its identity and want a signature not known yet. A gate verifies them
+/// (bounded by the verifier's timeout) and decides again.
+pub fn signatures_to_verify<'p>(policy: &'p Policy, c: &Container, sigs: &dyn Signatures) -> Vec<&'p KeySet> {
+    if !c.image_resolved() {
+        return Vec::new();
+    }
+    let mut out: Vec<&KeySet> = Vec::new();
+    for r in &policy.rules {
+        if r.identity(c) != Tri::Yes {
+            continue;
+        }
+        if let Some(keys) = &r.signed_by
+            && sigs.lookup(c, keys).is_none()
+            && !out.iter().any(|k| k.id() == keys.id())
+        {
+            out.push(keys);
+        }
+    }
+    out
 }
 
 /// Decides an engine plugin's install, enable or upgrade (`reference`: the plugin being
@@ -322,6 +404,7 @@ pub fn decide_engine_plugin(policy: &Policy, reference: &str) -> Decision {
             rule: entry,
             rule_text: format!("engine_plugins[{entry}] = {written:?}").into(),
             granted: Vec::new(),
+            signed_by: None,
         }),
         PluginJudgement::NotListed { plugin, listed } => deny(Why::EnginePlugin { plugin, listed }),
         PluginJudgement::Unreadable(why) => deny(Why::Unjudgeable(why)),

@@ -322,6 +322,8 @@ pub enum Trigger {
     NewPolicy,
     /// A failed action was retried.
     Retry,
+    /// A signature verification the decision waited for ended.
+    Verified,
     /// The authorization plugin, before the engine acts.
     Authz(Endpoint),
     /// A trigger this build does not know, kept as sent.
@@ -338,6 +340,7 @@ impl fmt::Display for Trigger {
             Trigger::Inspect => f.write_str("inspect"),
             Trigger::NewPolicy => f.write_str("new policy"),
             Trigger::Retry => f.write_str("retry"),
+            Trigger::Verified => f.write_str("signature verified"),
             Trigger::Authz(Endpoint::Request) => f.write_str("authz request"),
             Trigger::Authz(e) => write!(f, "authz {}", e.as_str()),
             Trigger::Other(s) => f.write_str(s),
@@ -366,6 +369,7 @@ impl Trigger {
             "inspect" => Trigger::Inspect,
             "new policy" => Trigger::NewPolicy,
             "retry" => Trigger::Retry,
+            "signature verified" => Trigger::Verified,
             "" => Trigger::Unknown,
             other => Trigger::Other(other.to_string()),
         }
@@ -420,6 +424,7 @@ mod tests {
             Trigger::Inspect,
             Trigger::NewPolicy,
             Trigger::Retry,
+            Trigger::Verified,
             Trigger::Authz(Endpoint::Create),
             Trigger::Authz(Endpoint::Request),
         ] {

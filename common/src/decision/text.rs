@@ -18,6 +18,9 @@ impl Spare {
 impl fmt::Display for Allowed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "allowed by {}", self.rule_text)?;
+        if let Some(key) = &self.signed_by {
+            write!(f, ", signed by {key}")?;
+        }
         for (i, a) in self.granted.iter().enumerate() {
             f.write_str(if i == 0 { ", which grants " } else { "; " })?;
             a.fmt(f)?;
@@ -52,6 +55,12 @@ impl fmt::Display for Why {
             }
             Why::EnginePlugin { plugin, listed: true } => {
                 write!(f, "engine plugin {plugin}: no engine_plugins entry allows it")
+            }
+            Why::Signature { rule, failure } => {
+                write!(
+                    f,
+                    "{failure} (allow[{rule}] matches it but wants a signature by one of its keys)"
+                )
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The one HTTP/1 client of dockwarden's programs, over hyper's client connection: the
 //! Docker Engine (a Unix socket or plain TCP), the controller's `/decisions`, the health
-//! probe. Every call is bounded: a timeout on the connection and the response headers, a
-//! size limit on bodies read whole, and errors that name what was being done and to whom.
+//! probe, image registries (plain TCP on loopback, else TLS: [`Target::Tls`]). Every call
+//! is bounded: a timeout on the connection and the response headers, a size limit on bodies
+//! read whole, and errors that name what was being done and to whom.
 //!
 //! One connection per call: a Unix socket connect costs microseconds, and no pool can go
 //! stale across a peer's restart. Streams (the engine's events, logs and stats) are handed
@@ -30,6 +31,12 @@ pub enum Target {
     Unix(PathBuf),
     /// `host:port`, plain HTTP.
     Tcp(String),
+    /// HTTPS: `host` (a DNS name or an IP address, without brackets) is both where to connect
+    /// and the name the server's certificate must carry (SNI). Needs [`Client::with_tls`].
+    Tls {
+        host: String,
+        port: u16,
+    },
 }
 
 impl fmt::Display for Target {
@@ -37,7 +44,17 @@ impl fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
             Target::Tcp(a) => write!(f, "tcp://{a}"),
+            Target::Tls { host, port } => write!(f, "https://{}", host_port(host, *port)),
         }
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -111,6 +128,8 @@ pub struct Client {
     /// The `Host` header sent.
     host: Arc<str>,
     timeout: Duration,
+    /// Roots and settings for a [`Target::Tls`] peer (see [`super::tls`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -118,13 +137,22 @@ impl Client {
         let host = match &target {
             Target::Unix(_) => "localhost".to_string(),
             Target::Tcp(a) => a.clone(),
+            Target::Tls { host, port: 443 } if !host.contains(':') => host.clone(),
+            Target::Tls { host, port } => host_port(host, *port),
         };
         Client {
             target: Arc::new(target),
             peer: peer.into().into(),
             host: host.into(),
             timeout,
+            tls: None,
         }
+    }
+
+    /// The TLS settings (roots) for a [`Target::Tls`] peer; ignored for the others.
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -151,6 +179,20 @@ impl Client {
             peer: self.peer.to_string(),
             source,
         };
+        let tls = match (&*self.target, &self.tls) {
+            (Target::Tls { host, .. }, Some(config)) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| Error::Address(format!("{}: {e}", self.target)))?;
+                Some((tokio_rustls::TlsConnector::from(config.clone()), name))
+            }
+            (Target::Tls { .. }, None) => {
+                return Err(Error::Address(format!(
+                    "{}: no TLS settings given for an https peer",
+                    self.target
+                )));
+            }
+            _ => None,
+        };
         let connect = async {
             Ok::<Box<dyn Io>, std::io::Error>(match &*self.target {
                 Target::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
@@ -158,6 +200,16 @@ impl Client {
                     let s = tokio::net::TcpStream::connect(a.as_str()).await?;
                     let _ = s.set_nodelay(true);
                     Box::new(s)
+                }
+                Target::Tls { host, port } => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    let _ = s.set_nodelay(true);
+                    match tls {
+                        // The handshake's errors (an unknown issuer, a name mismatch) are
+                        // io::Errors that say which.
+                        Some((connector, name)) => Box::new(connector.connect(name, s).await?),
+                        None => Box::new(s),
+                    }
                 }
             })
         };
@@ -179,6 +231,38 @@ impl Client {
     /// `timeout`. An error status (other than 304) is an [`Error::Status`] with the peer's
     /// message.
     pub async fn send(
+        &self,
+        what: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, Error> {
+        let resp = self
+            .exchange(what, method, path_and_query, headers, timeout)
+            .await?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(resp);
+        }
+        Err(self.status_error(what, resp, timeout).await)
+    }
+
+    /// The [`Error::Status`] for an answer the caller does not take: its status and the
+    /// peer's message (read within `timeout`, at most 64 KiB).
+    pub async fn status_error(&self, what: &str, resp: Response<Incoming>, timeout: Duration) -> Error {
+        let status = resp.status().as_u16();
+        let body = read_body(what, resp, 64 << 10, timeout).await.unwrap_or_default();
+        Error::Status {
+            what: what.to_string(),
+            peer: self.peer.to_string(),
+            status,
+            message: error_message(&body),
+        }
+    }
+
+    /// Like [`Client::send`], but hands back the answer whatever its status: for callers
+    /// that act on a 401's challenge or follow a redirect themselves (image registries).
+    pub async fn exchange(
         &self,
         what: &str,
         method: Method,
@@ -213,21 +297,10 @@ impl Client {
             })?;
             tx.send_request(req).await.map_err(transport)
         };
-        let resp = match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => return Err(self.timed_out(what, timeout)),
-        };
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_MODIFIED {
-            return Ok(resp);
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out(what, timeout)),
         }
-        let status = resp.status().as_u16();
-        let body = read_body(what, resp, 64 << 10, timeout).await.unwrap_or_default();
-        Err(Error::Status {
-            what: what.to_string(),
-            peer: self.peer.to_string(),
-            status,
-            message: error_message(&body),
-        })
     }
 
     /// GETs a whole body of at most `max` bytes, with the response's status and headers.

@@ -32,7 +32,8 @@ use std::time::Duration;
 use globset::GlobMatcher;
 use serde::Deserialize;
 
-pub use crate::power::{Grants, Profile};
+use crate::power::{Grants, Profile};
+use crate::provenance::KeySet;
 
 /// Longest `stop_timeout_secs` accepted; a longer stop is better written as `kill`.
 pub const MAX_STOP_TIMEOUT_SECS: u64 = 300;
@@ -125,6 +126,8 @@ pub struct Rule {
     /// The host power this rule grants beyond what the policy's profile allows (its grant
     /// keys; empty when it has none).
     pub grants: Grants,
+    /// `signed_by`: the keys any of which must have signed the registry digest it runs.
+    pub signed_by: Option<KeySet>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +166,8 @@ pub enum Missing {
     Power,
     /// Its name (a service's tasks are named when they are made).
     Name,
+    /// Whether a listed key signed its image (being verified).
+    Signature,
 }
 
 impl Missing {
@@ -174,6 +179,7 @@ impl Missing {
             Missing::OwnProgram => "whether it runs dockwarden's own program",
             Missing::Power => "what it asks of the host",
             Missing::Name => "its name",
+            Missing::Signature => "its image's signature",
         }
     }
 }
@@ -206,6 +212,14 @@ impl Tri {
 }
 
 impl Policy {
+    /// The key sets the rules' `signed_by` name (for keeping their verified results).
+    pub fn key_set_ids(&self) -> Vec<crate::provenance::KeySetId> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.signed_by.as_ref().map(KeySet::id))
+            .collect()
+    }
+
     /// Whether any rule looks at label `key`.
     pub fn uses_label_key(&self, key: &str) -> bool {
         self.rules.iter().any(|r| r.labels.iter().any(|(k, _)| k == key))
@@ -230,6 +244,10 @@ impl fmt::Display for Rule {
         }
         for (k, p) in &self.labels {
             write!(f, "{sep}label {k}={:?}", p.text)?;
+            sep = ", ";
+        }
+        if let Some(keys) = &self.signed_by {
+            write!(f, "{sep}signed_by={:?}", keys.paths())?;
             sep = ", ";
         }
         if sep == ", " {

@@ -13,6 +13,7 @@ use super::reference::{self, Reference};
 use super::{
     Action, Grants, ImageRule, MAX_STOP_TIMEOUT_SECS, Mode, Pattern, Policy, PolicyError, Profile, Rule,
 };
+use crate::provenance::KeySet;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +45,9 @@ struct RawRule {
     sysctls: Option<Spanned<Vec<Spanned<String>>>>,
     run_as_root: Option<Spanned<bool>>,
     allow_privilege_escalation: Option<Spanned<bool>>,
+    /// Public keys (paths relative to the policy file's directory), any of which must have
+    /// signed the registry digest the container runs (docs/signatures.md).
+    signed_by: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A grant key's entries and how each is added to [`Grants`].
@@ -186,11 +190,37 @@ impl Policy {
                 })?;
                 labels.push((key.clone(), p));
             }
-            if name.is_none() && image.is_none() && labels.is_empty() {
+            let signed_by = match &r.signed_by {
+                None => None,
+                Some(list) if list.get_ref().is_empty() => {
+                    return Err(invalid(
+                        Some(list.span()),
+                        format!(
+                            "allow[{}].signed_by: an empty list of keys would verify nothing",
+                            i + 1
+                        ),
+                    ));
+                }
+                Some(list) => {
+                    let paths: Vec<&str> = list.get_ref().iter().map(|p| p.get_ref().as_str()).collect();
+                    let base = key_base(origin);
+                    Some(KeySet::load(&base, &paths).map_err(|e| {
+                        let (j, span) = list
+                            .get_ref()
+                            .iter()
+                            .enumerate()
+                            .find(|(_, p)| Some(p.get_ref().as_str()) == e.path())
+                            .map_or((0, list.span()), |(j, p)| (j + 1, p.span()));
+                        let at = if j > 0 { format!("[{j}]") } else { String::new() };
+                        invalid(Some(span), format!("allow[{}].signed_by{at}: {e}", i + 1))
+                    })?)
+                }
+            };
+            if name.is_none() && image.is_none() && labels.is_empty() && signed_by.is_none() {
                 return Err(invalid(
                     Some(rule_span),
                     format!(
-                        "allow[{}]: a rule needs at least one of name, image, labels (an empty rule would allow everything)",
+                        "allow[{}]: a rule needs at least one of name, image, labels, signed_by (an empty rule would allow everything)",
                         i + 1
                     ),
                 ));
@@ -204,6 +234,7 @@ impl Policy {
                 image,
                 labels,
                 grants,
+                signed_by,
             });
         }
         Ok(Policy {
@@ -330,6 +361,15 @@ fn compile_image(written: &str) -> Result<ImageRule, String> {
         written: written.to_string(),
         pattern,
     })
+}
+
+/// The directory `signed_by` paths are relative to: the policy file's (`origin` is its path
+/// when the policy comes from a file; otherwise the working directory).
+fn key_base(origin: &str) -> std::path::PathBuf {
+    match Path::new(origin).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
 }
 
 /// 1-based line and column (in characters) of byte offset `at`.

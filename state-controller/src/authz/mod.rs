@@ -25,9 +25,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use common::decision::{
-    ActionResult, Decision, DecisionRecord, Denied, Endpoint, Identity, Plan, Trigger, Why, decide,
+    ActionResult, Decision, DecisionRecord, Denied, Endpoint, Identity, Plan, Trigger, Why, decide_with,
+    signatures_to_verify,
 };
 use common::engine::Engine;
+use common::policy::Missing;
+use common::provenance::Verifier;
 use std::collections::BTreeMap;
 
 use common::engine::container::{Container, Source, State};
@@ -54,6 +57,9 @@ pub struct Authz<E: Engine> {
     pub policy: PolicyHandle,
     pub store: Store,
     pub engine: E,
+    /// Signatures of `signed_by` rules: the cache the decision reads, verified here when
+    /// not known yet (within the verifier's timeout).
+    pub verifier: Verifier,
     pub identity: Arc<Mutex<Identity>>,
     pub metrics: Arc<Metrics>,
     pub decisions: Decisions,
@@ -329,7 +335,7 @@ impl<E: Engine> Authz<E> {
         };
         let (c, decision) = match judged {
             Ok(Subject::Container(c)) => {
-                let d = match decide(&loaded.policy, &c, &me) {
+                let d = match self.decide(&loaded, &c, &me).await {
                     Decision::Undecided(m) => {
                         unjudgeable(&loaded, format!("{} not known before it runs", m.as_str()))
                     }
@@ -337,7 +343,7 @@ impl<E: Engine> Authz<E> {
                 };
                 (Some(c), d)
             }
-            Ok(Subject::Service(c)) => match decide(&loaded.policy, &c, &me) {
+            Ok(Subject::Service(c)) => match self.decide(&loaded, &c, &me).await {
                 // What only a node can tell (a task's name, a volume or the image's user
                 // there) is left to the event path, which judges every task.
                 Decision::Undecided(_)
@@ -367,6 +373,28 @@ impl<E: Engine> Authz<E> {
             Err(why) => (None, unjudgeable(&loaded, why)),
         };
         self.answer(&loaded, endpoint, t0, c.as_ref(), &decision)
+    }
+
+    /// The decision, with the signatures it needs verified first (each within the
+    /// verifier's timeout; the results are cached for the event path too).
+    async fn decide(&self, loaded: &Loaded, c: &Container, me: &Identity) -> Decision {
+        // One round per signed_by rule it could reach; more means the cache lost the
+        // results meanwhile (a reload): then it is not known, and refused.
+        let rounds = loaded.policy.key_set_ids().len() + 1;
+        for _ in 0..rounds {
+            let d = decide_with(&loaded.policy, c, me, &self.verifier);
+            if d != Decision::Undecided(Missing::Signature) {
+                return d;
+            }
+            let keys = signatures_to_verify(&loaded.policy, c, &self.verifier);
+            if keys.is_empty() {
+                return d;
+            }
+            for k in keys {
+                self.verifier.verify_image(&c.image, &c.image_digests, k).await;
+            }
+        }
+        decide_with(&loaded.policy, c, me, &self.verifier)
     }
 
     /// Turns a decision into the answer, and logs, counts and keeps what it refused.
@@ -523,7 +551,10 @@ impl<E: Engine> Authz<E> {
     /// settle it, else inspected whole. `None` when the engine has no such container.
     async fn existing(&self, key: &str, loaded: &Loaded, me: &Identity) -> Result<Option<Container>, String> {
         if let Ok(c) = self.store.resolve(key)
-            && !matches!(decide(&loaded.policy, &c, me), Decision::Undecided(_))
+            && !matches!(
+                decide_with(&loaded.policy, &c, me, &self.verifier),
+                Decision::Undecided(m) if m != Missing::Signature
+            )
         {
             return Ok(Some((*c).clone()));
         }

@@ -33,7 +33,8 @@ fn plugin(policy: &str) -> Authz<Fake> {
         ("c1".to_string(), running.clone()),
         ("bad-running".to_string(), running),
     ]);
-    let metrics = Arc::new(Metrics::new(&store, &policy, Arc::default()));
+    let verifier = common::provenance::Verifier::new(Default::default());
+    let metrics = Arc::new(Metrics::new(&store, &policy, Arc::default(), &verifier));
     let engine = Fake::default();
     engine.state().images = images;
     engine.state().containers = containers.into_iter().collect();
@@ -41,6 +42,7 @@ fn plugin(policy: &str) -> Authz<Fake> {
         policy,
         store,
         engine,
+        verifier,
         identity: Arc::default(),
         metrics,
         decisions: Decisions::default(),

@@ -100,4 +100,3 @@ impl Drop for Guarded {
         let _ = std::fs::remove_file(&self.socket);
     }
 }
-

@@ -52,13 +52,48 @@ const fn edge(
 /// `exec --privileged` cannot: the plugin test proves those by its refusal), each both
 /// ways, plus the edges where a grant near the power must not be enough.
 pub const CASES: &[Case] = &[
-    case("pid", &["--pid=host"], r#"host_namespaces = ["pid"]"#, "host pid namespace"),
-    case("net", &["--network=host"], r#"host_namespaces = ["network"]"#, "host network namespace"),
-    case("ipc", &["--ipc=host"], r#"host_namespaces = ["ipc"]"#, "host ipc namespace"),
-    case("uts", &["--uts=host"], r#"host_namespaces = ["uts"]"#, "host uts namespace"),
-    case("userns", &["--userns=host"], r#"host_namespaces = ["userns"]"#, "host userns namespace"),
-    case("bind", &["-v", "/etc:/h"], r#"mounts = ["/etc"]"#, "host path /etc"),
-    case("bindro", &["-v", "/etc:/h:ro"], r#"mounts = ["/etc:ro"]"#, "host path /etc"),
+    case(
+        "pid",
+        &["--pid=host"],
+        r#"host_namespaces = ["pid"]"#,
+        "host pid namespace",
+    ),
+    case(
+        "net",
+        &["--network=host"],
+        r#"host_namespaces = ["network"]"#,
+        "host network namespace",
+    ),
+    case(
+        "ipc",
+        &["--ipc=host"],
+        r#"host_namespaces = ["ipc"]"#,
+        "host ipc namespace",
+    ),
+    case(
+        "uts",
+        &["--uts=host"],
+        r#"host_namespaces = ["uts"]"#,
+        "host uts namespace",
+    ),
+    case(
+        "userns",
+        &["--userns=host"],
+        r#"host_namespaces = ["userns"]"#,
+        "host userns namespace",
+    ),
+    case(
+        "bind",
+        &["-v", "/etc:/h"],
+        r#"mounts = ["/etc"]"#,
+        "host path /etc",
+    ),
+    case(
+        "bindro",
+        &["-v", "/etc:/h:ro"],
+        r#"mounts = ["/etc:ro"]"#,
+        "host path /etc",
+    ),
     case(
         "mount",
         &["--mount", "type=bind,source=/etc,target=/h"],
@@ -71,7 +106,12 @@ pub const CASES: &[Case] = &[
         r#"mounts = ["/var/run/docker.sock"]"#,
         "/run/docker.sock",
     ),
-    case("vol", &["-v", "{p}-etcvol:/h"], r#"mounts = ["/etc"]"#, "host path /etc"),
+    case(
+        "vol",
+        &["-v", "{p}-etcvol:/h"],
+        r#"mounts = ["/etc"]"#,
+        "host path /etc",
+    ),
     case(
         "volopt",
         &[
@@ -81,38 +121,118 @@ pub const CASES: &[Case] = &[
         r#"mounts = ["/etc"]"#,
         "host path /etc",
     ),
-    case("from", &["--volumes-from", "{p}-src"], r#"mounts = ["/etc"]"#, "host path /etc"),
-    case("cap", &["--cap-add", "NET_ADMIN"], r#"capabilities = ["NET_ADMIN"]"#, "capability NET_ADMIN"),
-    case("caplow", &["--cap-add", "cap_sys_admin"], r#"capabilities = ["SYS_ADMIN"]"#, "capability SYS_ADMIN"),
-    case("capall", &["--cap-add", "ALL"], r#"capabilities = ["ALL"]"#, "capability ALL"),
-    case("dev", &["--device", "/dev/fuse"], r#"devices = ["/dev/fuse"]"#, "device /dev/fuse"),
+    case(
+        "from",
+        &["--volumes-from", "{p}-src"],
+        r#"mounts = ["/etc"]"#,
+        "host path /etc",
+    ),
+    case(
+        "cap",
+        &["--cap-add", "NET_ADMIN"],
+        r#"capabilities = ["NET_ADMIN"]"#,
+        "capability NET_ADMIN",
+    ),
+    case(
+        "caplow",
+        &["--cap-add", "cap_sys_admin"],
+        r#"capabilities = ["SYS_ADMIN"]"#,
+        "capability SYS_ADMIN",
+    ),
+    case(
+        "capall",
+        &["--cap-add", "ALL"],
+        r#"capabilities = ["ALL"]"#,
+        "capability ALL",
+    ),
+    case(
+        "dev",
+        &["--device", "/dev/fuse"],
+        r#"devices = ["/dev/fuse"]"#,
+        "device /dev/fuse",
+    ),
     case(
         "cgrule",
         &["--device-cgroup-rule", "c 10:229 rwm"],
         r#"devices = ["c 10:229 rwm"]"#,
         "device cgroup rule",
     ),
-    case("seccomp", &["--security-opt", "seccomp=unconfined"], r#"unconfined = ["seccomp"]"#, "seccomp"),
-    case("seccomp2", &["--security-opt", "seccomp:unconfined"], r#"unconfined = ["seccomp"]"#, "seccomp"),
-    case("apparmor", &["--security-opt", "apparmor=unconfined"], r#"unconfined = ["apparmor"]"#, "apparmor"),
-    case("label", &["--security-opt", "label=disable"], r#"unconfined = ["label"]"#, "label"),
+    case(
+        "seccomp",
+        &["--security-opt", "seccomp=unconfined"],
+        r#"unconfined = ["seccomp"]"#,
+        "seccomp",
+    ),
+    case(
+        "seccomp2",
+        &["--security-opt", "seccomp:unconfined"],
+        r#"unconfined = ["seccomp"]"#,
+        "seccomp",
+    ),
+    case(
+        "apparmor",
+        &["--security-opt", "apparmor=unconfined"],
+        r#"unconfined = ["apparmor"]"#,
+        "apparmor",
+    ),
+    case(
+        "label",
+        &["--security-opt", "label=disable"],
+        r#"unconfined = ["label"]"#,
+        "label",
+    ),
     case(
         "sysp",
         &["--security-opt", "systempaths=unconfined"],
         r#"unconfined = ["systempaths"]"#,
         "systempaths",
     ),
-    case("sysctl", &["--sysctl", "kernel.msgmax=65536"], r#"sysctls = ["kernel.msg*"]"#, "sysctl kernel.msgmax"),
+    case(
+        "sysctl",
+        &["--sysctl", "kernel.msgmax=65536"],
+        r#"sysctls = ["kernel.msg*"]"#,
+        "sysctl kernel.msgmax",
+    ),
     // A read-only grant does not cover a read-write bind.
-    edge("rwonro", &["-v", "/etc:/h"], r#"mounts = ["/etc:ro"]"#, "host path /etc"),
+    edge(
+        "rwonro",
+        &["-v", "/etc:/h"],
+        r#"mounts = ["/etc:ro"]"#,
+        "host path /etc",
+    ),
     // A bind of a directory above a granted path asks for all below it.
-    edge("above", &["-v", "/var:/h:ro"], r#"mounts = ["/var/log/**:ro"]"#, "host path /var"),
+    edge(
+        "above",
+        &["-v", "/var:/h:ro"],
+        r#"mounts = ["/var/log/**:ro"]"#,
+        "host path /var",
+    ),
     // The engine's socket is granted only by its own path, never by a glob.
-    edge("sockdir", &["-v", "/run:/h"], r#"mounts = ["/run/**", "/run"]"#, "/run/docker.sock"),
-    edge("sockglob", &["-v", "/:/h"], r#"mounts = ["/**"]"#, "/run/docker.sock"),
+    edge(
+        "sockdir",
+        &["-v", "/run:/h"],
+        r#"mounts = ["/run/**", "/run"]"#,
+        "/run/docker.sock",
+    ),
+    edge(
+        "sockglob",
+        &["-v", "/:/h"],
+        r#"mounts = ["/**"]"#,
+        "/run/docker.sock",
+    ),
     // The capability asked is not the one granted.
-    edge("capother", &["--cap-add", "SYS_ADMIN"], r#"capabilities = ["NET_ADMIN"]"#, "capability SYS_ADMIN"),
-    edge("onlyall", &["--cap-add", "ALL"], r#"capabilities = ["SYS_ADMIN", "NET_ADMIN"]"#, "capability ALL"),
+    edge(
+        "capother",
+        &["--cap-add", "SYS_ADMIN"],
+        r#"capabilities = ["NET_ADMIN"]"#,
+        "capability SYS_ADMIN",
+    ),
+    edge(
+        "onlyall",
+        &["--cap-add", "ALL"],
+        r#"capabilities = ["SYS_ADMIN", "NET_ADMIN"]"#,
+        "capability ALL",
+    ),
 ];
 
 /// The policy both tests use: one rule per case granting exactly its power (by name), a rule
@@ -122,7 +242,10 @@ pub fn policy(p: &str, head: &str) -> String {
     let mut s = format!("{head}\n");
     for c in CASES {
         let suffix = if c.grantable { "ok" } else { "edge" };
-        s.push_str(&format!("[[allow]]\nname = \"{p}-{}-{suffix}\"\n{}\n", c.key, c.grant));
+        s.push_str(&format!(
+            "[[allow]]\nname = \"{p}-{}-{suffix}\"\n{}\n",
+            c.key, c.grant
+        ));
     }
     s.push_str(&format!("[[allow]]\nname = \"{p}-src\"\nmounts = [\"/etc\"]\n"));
     s.push_str(&format!("[[allow]]\nname = \"{p}-*\"\n"));
