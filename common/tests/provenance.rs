@@ -12,9 +12,7 @@
 //! once under `target/sign-venv` with `cryptography` from PyPI, like scripts/lint-deploy.sh's).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::provenance::{
@@ -22,39 +20,9 @@ use common::provenance::{
 };
 use testkit::engines::{Registry, docker_cli};
 
-fn root() -> PathBuf {
-    testkit::workspace_root()
-}
-
-/// A Python with `cryptography` (scripts/lib/sign-venv.sh: `DWTEST_PYTHON`, else the venv
-/// `target/sign-venv`, made once).
-fn python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("scripts/lib/sign-venv.sh"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "scripts/lib/sign-venv.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-    .clone()
-}
-
-/// Runs scripts/lib/cosign_sign.py.
+/// Runs scripts/lib/cosign_sign.py (testkit::signing).
 fn signer(args: &[&str]) {
-    let out = Command::new(python())
-        .arg(root().join("scripts/lib/cosign_sign.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cosign_sign.py {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::signing::signer(args).unwrap();
 }
 
 /// A test's world: the engine, a registry of its own, key pairs, and the images it made

@@ -219,6 +219,68 @@ impl Drop for PrivateEngine {
     }
 }
 
+/// A TCP port on loopback made reachable inside a private engine's network namespace (see
+/// [`PrivateEngine::reach`]); the two forwarders are killed on drop.
+pub struct Reach {
+    inside: Child,
+    outside: Child,
+}
+
+impl Drop for Reach {
+    fn drop(&mut self) {
+        for c in [&mut self.inside, &mut self.outside] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl PrivateEngine {
+    /// Makes `127.0.0.1:port` of the host (a registry) reachable at the same address from
+    /// inside this engine's network namespace, so that it can push to and pull from it: a
+    /// forwarder (`dw-bridge`) listens there and hands each connection over a Unix socket to
+    /// one outside. The engine must be running.
+    pub fn reach(&self, port: u16) -> Result<Reach> {
+        let pid = std::fs::read_to_string(self.dir.join("docker.pid"))
+            .context("reading the private engine's pid")?
+            .trim()
+            .to_string();
+        let netns = format!("--net=/proc/{pid}/ns/net");
+        let status = Command::new("nsenter")
+            .args([netns.as_str(), "ip", "link", "set", "lo", "up"])
+            .status()
+            .context("nsenter ip link set lo up")?;
+        if !status.success() {
+            bail!("cannot bring loopback up in the private engine's namespace");
+        }
+        let bridge = crate::static_binary("dockwarden-testkit", "dw-bridge")?;
+        let sock = self.dir.join(format!("reach-{port}.sock"));
+        let unix = format!("unix:{}", sock.display());
+        let tcp = format!("tcp:127.0.0.1:{port}");
+        let outside = Command::new(&bridge)
+            .args([&unix, &tcp])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting dw-bridge outside")?;
+        let inside = Command::new("nsenter")
+            .arg(&netns)
+            .arg(&bridge)
+            .args([&tcp, &unix])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting dw-bridge inside")?;
+        let reach = Reach { inside, outside };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            if Instant::now() > deadline {
+                bail!("dw-bridge did not listen on {}", sock.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(reach)
+    }
+}
+
 /// Runs the Docker CLI; its stdout, trimmed, or an error with its stderr.
 pub fn docker_cli(args: &[&str]) -> Result<String> {
     let out = Command::new("docker")

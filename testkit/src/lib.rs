@@ -36,6 +36,7 @@ pub mod fixture;
 pub mod http;
 pub mod podman;
 pub mod process;
+pub mod signing;
 pub mod time;
 pub mod wait;
 

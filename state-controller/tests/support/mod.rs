@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod power;
+pub mod signing;
 
 use std::path::Path;
 
