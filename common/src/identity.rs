@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 
 use crate::backoff::Backoff;
 use crate::decision::Identity;
+use crate::engine::container::Summary;
 use crate::engine::{Engine, EngineError};
 use crate::policy::reference::Reference;
 
@@ -78,45 +79,6 @@ pub struct Clues {
     pub hostname: Option<String>,
     /// The pod, when the downward API says so.
     pub pod: Option<PodRef>,
-}
-
-/// A container as the engine lists it: `GET /containers/json` gives all but `upper_dir`,
-/// which only `GET /containers/{id}/json` has (`GraphDriver.Data.UpperDir`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Full 64-hex ID.
-    pub id: String,
-    pub labels: BTreeMap<String, String>,
-    /// `State` is none of `exited`, `dead`, `removing`: running, or `created`/`restarting`
-    /// (a process that has just started can find its container still listed as `created`).
-    /// Earlier attempts of a pod's container are exited and must not count.
-    pub live: bool,
-    /// `Mounts[].Source` of the bind mounts.
-    pub bind_sources: Vec<String>,
-    /// `GraphDriver.Data.UpperDir`, when inspected.
-    pub upper_dir: Option<String>,
-}
-
-impl Summary {
-    /// A list entry (`GET /containers/json?all=1`), leniently; an empty ID when it has none.
-    pub fn from_json(c: &serde_json::Value) -> Summary {
-        use serde_json::Value;
-        let str_of = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
-        Summary {
-            id: str_of("Id").to_string(),
-            labels: crate::engine::container::labels_of(c.get("Labels").unwrap_or(&Value::Null)),
-            live: crate::engine::container::State::from_engine(str_of("State")).is_live(),
-            bind_sources: match c.get("Mounts") {
-                Some(Value::Array(m)) => m
-                    .iter()
-                    .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
-                    .filter_map(|m| m.get("Source").and_then(Value::as_str).map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            },
-            upper_dir: None,
-        }
-    }
 }
 
 /// The container found, and the signal that found it.
@@ -490,7 +452,7 @@ pub async fn discover<E: Engine>(engine: &E) -> Identity {
         };
         match found {
             Ok(Some((me, choice))) => {
-                tracing::info!(container = %&choice.id[..choice.id.len().min(12)], found_by = %choice.by,
+                tracing::info!(container = %choice.id.get(..12).unwrap_or(&choice.id), found_by = %choice.by,
                     image = me.image_id.as_deref().unwrap_or("?"),
                     "running in a container: this container, and containers of its image running dockwarden's own programs, are never acted on");
                 return me;

@@ -7,7 +7,8 @@
 //! - [`executor`]: runs the commands against the engine and feeds results back.
 //! - [`decisions`]: the decision log (one line per decision, the state list) and the recent
 //!   decisions kept for `/decisions`.
-//! - [`metrics`]: Prometheus metrics, `/metrics`, `/healthz` and `/decisions`.
+//! - [`metrics`]: the Prometheus metrics; [`endpoint`]: `/metrics`, `/healthz` and
+//!   `/decisions` on the metrics address.
 //! - [`authz`]: the authorization plugin (prevention), on a unix socket, over the same
 //!   policy and decision.
 //! - [`check`]: the `check` subcommand.
@@ -20,6 +21,7 @@ pub mod authz;
 pub mod check;
 pub mod config;
 pub mod decisions;
+pub mod endpoint;
 pub mod enforcer;
 pub mod executor;
 pub mod metrics;
@@ -40,9 +42,10 @@ use common::reload::PolicyHandle;
 use tokio::sync::mpsc;
 
 use crate::decisions::Decisions;
+use crate::endpoint::Endpoint;
 use crate::enforcer::Enforcer;
 use crate::executor::{Executor, Finished};
-use crate::metrics::{Endpoint, Metrics};
+use crate::metrics::Metrics;
 
 /// What [`run`] needs.
 #[derive(Debug, Clone)]
@@ -153,7 +156,7 @@ pub async fn run(
             let _ = authz_stop_rx.await;
         }));
     }
-    let server = tokio::spawn(metrics::serve(listener, endpoint, async {
+    let server = tokio::spawn(endpoint::serve(listener, endpoint, async {
         let _ = stop_rx.await;
     }));
     let informer_task = tokio::spawn(informer.run());

@@ -452,7 +452,7 @@ impl Container {
 
     /// The first 12 characters of the ID, as `docker ps` shows it.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        self.id.get(..12).unwrap_or(&self.id)
     }
 }
 
@@ -497,6 +497,45 @@ fn ports_of(v: &Value) -> Vec<Port> {
         ))
     });
     ports
+}
+
+/// A container as the engine lists it: `GET /containers/json` gives all but `upper_dir`,
+/// which only `GET /containers/{id}/json` has (`GraphDriver.Data.UpperDir`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Full 64-hex ID.
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    /// `State` is none of `exited`, `dead`, `removing`: running, or `created`/`restarting`
+    /// (a process that has just started can find its container still listed as `created`).
+    /// Earlier attempts of a pod's container are exited and must not count.
+    pub live: bool,
+    /// `Mounts[].Source` of the bind mounts.
+    pub bind_sources: Vec<String>,
+    /// `GraphDriver.Data.UpperDir`, when inspected.
+    pub upper_dir: Option<String>,
+}
+
+impl Summary {
+    /// A list entry (`GET /containers/json?all=1`), leniently; an empty ID when it has none.
+    pub fn from_json(c: &serde_json::Value) -> Summary {
+        use serde_json::Value;
+        let str_of = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+        Summary {
+            id: str_of("Id").to_string(),
+            labels: labels_of(c.get("Labels").unwrap_or(&Value::Null)),
+            live: State::from_engine(str_of("State")).is_live(),
+            bind_sources: match c.get("Mounts") {
+                Some(Value::Array(m)) => m
+                    .iter()
+                    .filter(|m| m.get("Type").and_then(Value::as_str) == Some("bind"))
+                    .filter_map(|m| m.get("Source").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            upper_dir: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::container::Summary;
 use super::container::{Container, ImageFacts};
 use super::event::Event;
 use super::{Engine, EngineError, decode};
-use crate::identity::Summary;
 use crate::power::{EngineDefaults, VolumeFacts};
 
 /// What the fake holds; tests change it through [`FakeEngine::state`].

@@ -30,9 +30,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::http::client::{self, Client, JsonLines, Target, encode};
-use crate::identity::Summary;
 use crate::power::{EngineDefaults, VolumeFacts};
-use container::{Container, ImageFacts};
+use container::{Container, ImageFacts, Summary};
 use event::Event;
 
 /// A failed engine call: the one HTTP client's error, naming the engine.
@@ -164,9 +163,8 @@ pub mod decode {
     use serde_json::Value;
 
     use super::EngineError;
-    use crate::engine::container::{Container, ImageFacts};
+    use crate::engine::container::{Container, ImageFacts, Summary};
     use crate::engine::event::Event;
-    use crate::identity::Summary;
     use crate::power::{EngineDefaults, VolumeFacts};
 
     fn array(what: &str, v: Value) -> Result<Vec<Value>, EngineError> {

@@ -1,6 +1,7 @@
-//! The allowlist: `allowlist.toml` parsed into a [`Policy`], and the pure decision
-//! [`Policy::evaluate`] that both binaries use. A bad file is refused whole, with its
-//! file, line and column; nothing is guessed.
+//! The allowlist: `allowlist.toml` parsed into a [`Policy`] ([`parse`]), and what each rule
+//! says of a container's identity ([`judge`]); the decision over all rules and every fact
+//! is [`crate::decision`]. A bad file is refused whole, with its file, line and column;
+//! nothing is guessed.
 //!
 //! Semantics (also in docs/policy.md):
 //! - A container is allowed when ANY `[[allow]]` rule matches; within one rule EVERY field
@@ -18,6 +19,9 @@
 //!   the rule that allows it grants more ([`Rule::grants`], judged by [`crate::power`]);
 //!   `engine_plugins` lists the engine plugins that may be installed, enabled or upgraded
 //!   ([`Policy::judge_engine_plugin`]).
+//! - `signed_by = ["keys/ci.pub", ...]` (docs/signatures.md): one of the listed public keys
+//!   must have signed the registry digest the container runs ([`crate::provenance`]); a
+//!   rule may say only this ("anything our CI signed").
 
 mod engine_plugin;
 

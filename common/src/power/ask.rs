@@ -161,11 +161,11 @@ impl fmt::Display for Ask {
                 Ok(())
             }
             Ask::Sysctl(s) => write!(f, "sysctl {s}"),
-            Ask::RunAsRoot { user } => match super::facts::user_kind(user) {
-                super::facts::UserKind::Root if user.is_empty() => {
+            Ask::RunAsRoot { user } => match super::user::user_kind(user) {
+                super::user::UserKind::Root if user.is_empty() => {
                     f.write_str("runs as root (no user set, in the request or the image)")
                 }
-                super::facts::UserKind::Root => write!(f, "runs as root (user {user:?})"),
+                super::user::UserKind::Root => write!(f, "runs as root (user {user:?})"),
                 _ => write!(
                     f,
                     "runs as user {user:?}, which cannot be proven non-root (restricted wants a numeric non-zero uid)"

@@ -20,6 +20,7 @@ use std::fmt;
 use super::ask::{Ask, Asks, Via};
 use super::read::{self, Bind};
 use super::spec::HostConfigSpec;
+use super::user::{UserKind, user_kind};
 use super::{Namespace, Profile, caps, path};
 
 /// How many containers or volumes deep a chain of joined namespaces and volumes-from is
@@ -91,33 +92,6 @@ pub enum Resolved {
 #[error("could not resolve {}", .references.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
 pub struct Unresolvable {
     pub references: Vec<Reference>,
-}
-
-/// Who a user string is (`user[:group]`, as runc reads it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum UserKind {
-    /// Empty, `root`, or a numeric uid 0 (`0`, `00`, `0:1000`, `:1000`).
-    Root,
-    /// A numeric uid other than 0.
-    NonRoot,
-    /// A name: only the image's `/etc/passwd` says which uid it is (Kubernetes refuses such
-    /// a user under `runAsNonRoot` too).
-    Unproven,
-}
-
-pub(super) fn user_kind(user: &str) -> UserKind {
-    let uid = user.split(':').next().unwrap_or("");
-    if uid.is_empty() || uid == "root" {
-        UserKind::Root
-    } else if uid.bytes().all(|b| b.is_ascii_digit()) {
-        if uid.bytes().all(|b| b == b'0') {
-            UserKind::Root
-        } else {
-            UserKind::NonRoot
-        }
-    } else {
-        UserKind::Unproven
-    }
 }
 
 /// What is known of the user.

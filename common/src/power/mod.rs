@@ -19,7 +19,8 @@
 //!   security options, masked paths, sysctls: the safe set).
 //! - [`path`]: host paths cleaned like Go's `filepath.Clean`, `/var/run` = `/run`, the
 //!   engine's sockets; [`caps`]: capability names as the engine normalises them, its default
-//!   set; [`inspect`]: [`Power`] from a container inspect (the event path).
+//!   set; [`inspect`]: [`Power`] from a container inspect (the event path); [`user`]: who a
+//!   user string names.
 //!
 //! The rules, with the reasons for each, are in docs/policy.md ("Host power").
 
@@ -31,6 +32,7 @@ pub mod inspect;
 pub mod path;
 pub mod read;
 pub mod spec;
+pub mod user;
 
 use std::fmt;
 
