@@ -78,9 +78,17 @@ fn every_toml_block_in_the_docs_parses() {
     for doc in docs {
         let text = std::fs::read_to_string(&doc).unwrap();
         for (line, block) in toml_blocks(&text) {
-            let origin = format!("{} (block at line {line})", doc.display());
-            if let Err(e) = Policy::parse(&block, &origin) {
-                panic!("{e}");
+            // The keys an example names are the reader's: a test key stands in for each,
+            // beside a copy of the block, where the policy reads them.
+            let dir = tempfile::tempdir().unwrap();
+            for key in signed_by_paths(&block) {
+                let at = dir.path().join(&key);
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::copy(repo().join("common/testdata/provenance/key1.pub"), at).unwrap();
+            }
+            let origin = dir.path().join("allowlist.toml");
+            if let Err(e) = Policy::parse(&block, &origin.display().to_string()) {
+                panic!("{} (block at line {line}): {e}", doc.display());
             }
             seen += 1;
         }
@@ -89,6 +97,23 @@ fn every_toml_block_in_the_docs_parses() {
         seen >= 2,
         "found only {seen} toml blocks: is the fence detection broken?"
     );
+}
+
+/// The relative key paths a policy text's rules name in `signed_by`.
+fn signed_by_paths(text: &str) -> Vec<String> {
+    let Ok(v) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(rules) = v.get("allow").and_then(|a| a.as_array()) else {
+        return Vec::new();
+    };
+    rules
+        .iter()
+        .filter_map(|r| r.get("signed_by")?.as_array().cloned())
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .filter(|k| !k.starts_with('/'))
+        .collect()
 }
 
 #[test]
