@@ -342,6 +342,25 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let root = workspace_root();
     let _lock = lock("static-build")?;
     let mut cmd = Command::new(env!("CARGO"));
+    // A test runs with the variables cargo sets for it (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
+    // ...). Build scripts that watch them (ring's does) would see them change between this
+    // build, build-static.sh's and another crate's tests, and rebuild everything after them.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k == "CARGO_MANIFEST_DIR"
+            || k == "CARGO_MANIFEST_PATH"
+            || k == "CARGO_MANIFEST_LINKS"
+            || k == "CARGO_CRATE_NAME"
+            || k == "CARGO_PRIMARY_PACKAGE"
+            || k == "CARGO_TARGET_TMPDIR"
+            || k == "OUT_DIR"
+            || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_")
+            || k.starts_with("CARGO_CFG_")
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
     cmd.current_dir(&root)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .args(["build", "--release", "--target", STATIC_TARGET, "--bins"]);
