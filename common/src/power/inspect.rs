@@ -48,6 +48,18 @@ pub fn from_inspect(inspect: &Value, image_user: Option<&str>, engine: &EngineDe
     if engine.host_cgroupns_by_default && spec.cgroupns_mode == "host" {
         spec.cgroupns_mode.clear();
     }
+    // The engine itself writes `label=disable` into the SecurityOpt of a privileged
+    // container, or one in the host's pid or ipc namespace, when the request chose no label
+    // (moby's generateSecurityOpt): what that asks is the privilege or the namespace, judged
+    // as such. An explicit `label=disable` beside them reads the same in an inspect; the
+    // plugin judges the request itself (docs/policy.md).
+    let engine_labels = spec.privileged
+        || spec.pid_mode.eq_ignore_ascii_case("host")
+        || spec.ipc_mode.eq_ignore_ascii_case("host");
+    if engine_labels {
+        spec.security_opt
+            .retain(|o| !matches!(o.as_str(), "label=disable" | "label:disable"));
+    }
     let mounts = inspect.get("Mounts").filter(|m| !m.is_null());
     let mounted: Option<&Vec<Value>> = match mounts {
         Some(Value::Array(a)) => Some(a),

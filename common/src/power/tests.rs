@@ -986,6 +986,17 @@ fn inspect_cgroupns_host_is_counted_only_when_it_is_not_the_default() {
 }
 
 #[test]
+fn the_label_the_engine_adds_to_host_pid_ipc_and_privileged_containers_is_not_asked_again() {
+    let v = json!({"HostConfig": {"PidMode": "host", "SecurityOpt": ["label=disable"]}, "Mounts": []});
+    assert_eq!(asks(&from(v)), [Ask::HostNamespace(Namespace::Pid)]);
+    let v = json!({"HostConfig": {"IpcMode": "host", "SecurityOpt": ["label:disable"]}, "Mounts": []});
+    assert_eq!(asks(&from(v)), [Ask::HostNamespace(Namespace::Ipc)]);
+    // Without them, the engine adds nothing: label=disable was asked.
+    let v = json!({"HostConfig": {"SecurityOpt": ["label=disable"]}, "Mounts": []});
+    assert_eq!(asks(&from(v)).len(), 1);
+}
+
+#[test]
 fn inspect_reads_back_what_a_container_joined() {
     let v = json!({"HostConfig": {"NetworkMode": "container:0123abcd", "PidMode": "container:web"}, "Mounts": []});
     assert_eq!(

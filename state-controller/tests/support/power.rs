@@ -14,8 +14,11 @@ pub struct Case {
     pub grant: &'static str,
     /// What the denial names.
     pub power: &'static str,
-    /// With the grant it runs (`false`: the grant must not be enough, see `EDGES`).
+    /// With the grant it runs (`false`: the grant must not be enough: an edge).
     pub grantable: bool,
+    /// The container can start on this machine (`--cap-add ALL` cannot: "unable to apply
+    /// caps"; the plugin test proves it by the refusal, the event path has nothing to kill).
+    pub starts: bool,
 }
 
 const fn case(
@@ -30,6 +33,24 @@ const fn case(
         grant,
         power,
         grantable: true,
+        starts: true,
+    }
+}
+
+/// A case whose container cannot start on this machine (`docker run` creates it, then fails).
+const fn no_start(
+    key: &'static str,
+    args: &'static [&'static str],
+    grant: &'static str,
+    power: &'static str,
+) -> Case {
+    Case {
+        key,
+        args,
+        grant,
+        power,
+        grantable: true,
+        starts: false,
     }
 }
 
@@ -45,6 +66,7 @@ const fn edge(
         grant,
         power,
         grantable: false,
+        starts: true,
     }
 }
 

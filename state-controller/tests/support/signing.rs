@@ -18,8 +18,8 @@ pub struct Images {
     pub unsigned: String,
     /// Signed by a key the policy does not list.
     pub unlisted: String,
-    /// `first`'s signature copied under its own signature tag (an attacker with push
-    /// access, not the key).
+    /// Another image (other content, another digest) with `first`'s signature copied under
+    /// its own signature tag: an attacker with push access, not the key.
     pub replayed: String,
     /// Signed by the first key, never run before the registry goes away.
     pub late: String,
@@ -76,8 +76,23 @@ impl Signed {
         let second = push("second");
         let unsigned = push("unsigned");
         let unlisted = push("unlisted");
-        let replayed = push("replayed");
         let late = push("late");
+        // The replayed image must be other content than `first`'s (a signature binds a
+        // digest: the same bits in another repository are the same image).
+        let replayed = format!("{addr}/{p}-replayed:1");
+        let tar = variant_tar(keys);
+        cli(&[
+            "import",
+            "--change",
+            "ENTRYPOINT [\"/dw-sleeper\"]",
+            "--change",
+            "LABEL dwtest.variant=replayed",
+            &tar,
+            &replayed,
+        ])
+        .unwrap();
+        cli(&["push", "-q", &replayed]).unwrap_or_else(|e| panic!("push {replayed}: {e}"));
+        tags.push(replayed.clone());
         let digest_of = |tag: &str| -> String {
             let repo = tag.rsplit_once(':').unwrap().0;
             let out = cli(&["image", "inspect", "-f", "{{json .RepoDigests}}", tag]).unwrap();
@@ -114,6 +129,22 @@ impl Signed {
     pub fn stop_registry(&mut self) {
         self.registry = None;
     }
+}
+
+/// A tar of the sleeper program, for an image of other content than the sleeper image.
+fn variant_tar(dir: &Path) -> String {
+    let bin = testkit::static_binary("dockwarden-testkit", "dw-sleeper").unwrap();
+    let tar = dir.join("variant.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(bin.parent().unwrap())
+        .arg("-cf")
+        .arg(&tar)
+        .arg("dw-sleeper")
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar of dw-sleeper");
+    tar.display().to_string()
 }
 
 /// The cases a `signed_by` rule judges before the registry goes away: container suffix,
