@@ -161,7 +161,7 @@ pub const CASES: &[Case] = &[
         r#"capabilities = ["SYS_ADMIN"]"#,
         "capability SYS_ADMIN",
     ),
-    case(
+    no_start(
         "capall",
         &["--cap-add", "ALL"],
         r#"capabilities = ["ALL"]"#,
@@ -249,12 +249,15 @@ pub const CASES: &[Case] = &[
         r#"capabilities = ["NET_ADMIN"]"#,
         "capability SYS_ADMIN",
     ),
-    edge(
-        "onlyall",
-        &["--cap-add", "ALL"],
-        r#"capabilities = ["SYS_ADMIN", "NET_ADMIN"]"#,
-        "capability ALL",
-    ),
+    Case {
+        starts: false,
+        ..edge(
+            "onlyall",
+            &["--cap-add", "ALL"],
+            r#"capabilities = ["SYS_ADMIN", "NET_ADMIN"]"#,
+            "capability ALL",
+        )
+    },
 ];
 
 /// The policy both tests use: one rule per case granting exactly its power (by name), a rule
