@@ -565,11 +565,15 @@ impl<E: Engine> Authz<E> {
             Err(e) if e.status() == Some(404) => return Ok(None),
             Err(e) => return Err(format!("cannot look the container up: {e}")),
         };
-        match self.engine.image(&c.image_id).await {
-            Ok(f) => Ok(Some(c.with_image(&f))),
-            Err(e) if e.status() == Some(404) => Ok(Some(c)),
-            Err(e) => Err(format!("cannot look its image up: {e}")),
-        }
+        let mut c = match self.engine.image(&c.image_id).await {
+            Ok(f) => c.with_image(&f),
+            Err(e) if e.status() == Some(404) => c,
+            Err(e) => return Err(format!("cannot look its image up: {e}")),
+        };
+        // What it refers to (its volumes' options, a joined container), as the informer
+        // would have found it.
+        self.resolve(&mut c.power, loaded).await?;
+        Ok(Some(c))
     }
 }
 
