@@ -67,6 +67,43 @@ pub struct PolicyHandle {
     rx: watch::Receiver<Arc<Loaded>>,
     pub stats: Arc<ReloadStats>,
     pub path: PathBuf,
+    /// sha256 of the file bytes of each recent generation (kept beside [`Loaded`], not in it,
+    /// so that code building a `Loaded` by hand is not affected).
+    digests: Digests,
+}
+
+/// sha256 (lowercase hex) of the bytes of the last few generations, written before the
+/// generation is published: a reader that sees generation N finds its digest.
+#[derive(Clone, Default)]
+struct Digests(Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+
+impl Digests {
+    const KEEP: usize = 4;
+
+    fn record(&self, generation: u64, bytes: &[u8]) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.push((generation, sha256_hex(bytes)));
+        if v.len() > Self::KEEP {
+            v.remove(0);
+        }
+    }
+
+    fn of(&self, generation: u64) -> Option<String> {
+        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter()
+            .rev()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, d)| d.clone())
+    }
+}
+
+/// sha256 of `bytes` as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl PolicyHandle {
@@ -78,6 +115,15 @@ impl PolicyHandle {
     /// A receiver that sees every accepted reload.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Loaded>> {
         self.rx.clone()
+    }
+
+    /// The policy in force and the sha256 of the file bytes it was parsed from (`None` for a
+    /// [`PolicyHandle::fixed`] policy, which has no file). Nodes that enforce the same file
+    /// have the same digest, whatever their generation numbers: the fleet view compares it.
+    pub fn current_with_digest(&self) -> (Arc<Loaded>, Option<String>) {
+        let loaded = self.current();
+        let digest = self.digests.of(loaded.generation);
+        (loaded, digest)
     }
 
     /// A handle to a fixed policy (tests, one-shot tools): never reloads.
@@ -92,6 +138,7 @@ impl PolicyHandle {
             rx,
             stats: Arc::default(),
             path: PathBuf::new(),
+            digests: Digests::default(),
         }
     }
 }
@@ -175,6 +222,8 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         source,
     })?;
     let policy = parse_bytes(&bytes, path)?;
+    let digests = Digests::default();
+    digests.record(1, &bytes);
     let (tx, rx) = watch::channel(Arc::new(Loaded {
         policy,
         generation: 1,
@@ -210,8 +259,17 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         rx,
         stats: stats.clone(),
         path: path.to_path_buf(),
+        digests: digests.clone(),
     };
-    let task = tokio::spawn(reload_loop(path.to_path_buf(), bytes, tx, stats, sig_rx, watcher));
+    let task = tokio::spawn(reload_loop(
+        path.to_path_buf(),
+        bytes,
+        tx,
+        stats,
+        digests,
+        sig_rx,
+        watcher,
+    ));
     Ok((handle, task))
 }
 
@@ -233,6 +291,7 @@ struct Reloader {
     last_refused: Option<Vec<u8>>,
     tx: watch::Sender<Arc<Loaded>>,
     stats: Arc<ReloadStats>,
+    digests: Digests,
 }
 
 impl Reloader {
@@ -283,6 +342,7 @@ impl Reloader {
                 );
                 self.stats.accepted.fetch_add(1, Relaxed);
                 self.stats.file_valid.store(true, Relaxed);
+                self.digests.record(generation, &bytes);
                 self.tx.send_replace(Arc::new(Loaded {
                     policy,
                     generation,
@@ -305,6 +365,7 @@ async fn reload_loop(
     last_bytes: Vec<u8>,
     tx: watch::Sender<Arc<Loaded>>,
     stats: Arc<ReloadStats>,
+    digests: Digests,
     mut signals: mpsc::UnboundedReceiver<Signal>,
     _watcher: notify::RecommendedWatcher, // dropped with the task, which ends the watch
 ) {
@@ -314,6 +375,7 @@ async fn reload_loop(
         last_refused: None,
         tx,
         stats,
+        digests,
     };
     let mut gate = Gate::default();
     let mut settle_at: Option<tokio::time::Instant> = None;
@@ -428,5 +490,22 @@ mod tests {
         g.on(Signal::Writing);
         g.on(Signal::Written);
         assert!(g.settled());
+    }
+
+    #[test]
+    fn digests_are_sha256_of_each_generation() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let d = Digests::default();
+        for g in 1..=6u64 {
+            d.record(g, format!("gen {g}").as_bytes());
+        }
+        assert_eq!(d.of(6), Some(sha256_hex(b"gen 6")));
+        assert_eq!(d.of(3), Some(sha256_hex(b"gen 3")));
+        assert_eq!(d.of(2), None, "only the last few are kept");
+        let h = PolicyHandle::fixed(Policy::parse("[[allow]]\nname = \"x\"\n", "t").unwrap());
+        assert_eq!(h.current_with_digest().1, None, "a fixed policy has no file");
     }
 }

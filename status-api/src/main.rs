@@ -29,6 +29,10 @@ async fn main() -> ExitCode {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         controller_url: args.controller_url.filter(|u| !u.is_empty()),
         logs: args.logs,
+        peers: args.peers.filter(|p| !p.is_empty()),
+        node_name: args.node_name.filter(|n| !n.is_empty()),
+        peer_timeout: Duration::from_secs(args.peer_timeout),
+        fleet_interval: Duration::from_secs(args.fleet_interval),
         ..Default::default()
     };
     match status_api::run(config, common::shutdown::signal()).await {

@@ -9,9 +9,18 @@
 //! Filtered lists and detail views are built from the entries, not from scratch. Across
 //! snapshots, an entry's parsed times and verdict are kept while its container and the
 //! policy generation stay the same: verdicts come from [`models::verdict`] only.
+//!
+//! Off the request path ([`Views::refresh`]): while requests come, a background task
+//! rebuilds the snapshot at each second and whenever the figures, the decisions or the
+//! policy file's state move, on a blocking thread, and compresses it there. A request is
+//! then served the snapshot in hand when only those moved (it is at most a second old);
+//! it builds one itself only when the facts changed (a container event, a policy reload,
+//! the sync state) or after an idle spell. Before, the first request of every second built
+//! and gzipped the whole list on a server worker thread, and every request queued behind
+//! that worker waited: at 1,000 containers the gzip p99 was 10× nginx's.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -64,6 +73,17 @@ struct Key {
     second: i64,
 }
 
+impl Key {
+    /// Whether the facts (containers, verdicts, sync) are the same: then only the time,
+    /// the figures, the decisions or the policy file's state differ, which the refresher
+    /// catches up with within a second.
+    fn same_facts(&self, other: &Key) -> bool {
+        self.picture == other.picture
+            && self.policy_generation == other.policy_generation
+            && self.synced == other.synced
+    }
+}
+
 /// The picture at one moment, rendered.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -114,7 +134,17 @@ pub struct Views {
     /// Held while building; keeps what survives between snapshots.
     build: Mutex<HashMap<String, Base>>,
     picture: AtomicU64,
+    /// True while [`Views::refresh`] runs: requests may then be served a snapshot up to a
+    /// second old instead of building one.
+    refreshing: AtomicBool,
+    /// The second of the last request: the refresher works only while requests come.
+    demand: AtomicI64,
+    /// Wakes the refresher (a request saw a snapshot behind, or the picture changed).
+    nudge: tokio::sync::Notify,
 }
+
+/// The refresher keeps building for this long after the last request.
+const DEMAND_SECS: i64 = 30;
 
 /// What an entry keeps across snapshots while its inputs stay the same.
 #[derive(Debug, Clone)]
@@ -130,6 +160,39 @@ impl Views {
     /// Something in the picture changed (an informer notice, the identity).
     pub fn touch(&self) {
         self.picture.fetch_add(1, Relaxed);
+        self.nudge.notify_one();
+    }
+
+    /// Rebuilds the snapshot in the background while requests come (see the module
+    /// documentation): at each second, and when nudged. Runs until aborted.
+    pub async fn refresh(state: AppState) {
+        state.views.refreshing.store(true, Relaxed);
+        struct Off(AppState);
+        impl Drop for Off {
+            fn drop(&mut self) {
+                self.0.views.refreshing.store(false, Relaxed);
+            }
+        }
+        let _off = Off(state.clone());
+        loop {
+            // Just past the next second boundary, when status texts move.
+            let nanos = u64::from(Timestamp::now().subsec_nanosecond().unsigned_abs());
+            let to_next = std::time::Duration::from_nanos(1_000_000_000u64.saturating_sub(nanos) + 2_000_000);
+            tokio::select! {
+                _ = state.views.nudge.notified() => {}
+                _ = tokio::time::sleep(to_next) => {}
+            }
+            let idle = Timestamp::now().as_second() - state.views.demand.load(Relaxed) > DEMAND_SECS;
+            if idle {
+                continue;
+            }
+            let s = state.clone();
+            // A panic in a build is the build's (logged by the runtime); the loop goes on.
+            let _ = tokio::task::spawn_blocking(move || {
+                s.views.get(&s, true, false);
+            })
+            .await;
+        }
     }
 
     pub fn picture_version(&self) -> u64 {
@@ -140,16 +203,18 @@ impl Views {
     /// request builds it, the others are served the previous snapshot (a few milliseconds
     /// old) instead of queueing behind the build; only the very first build is waited for.
     pub fn snapshot(&self, state: &AppState) -> Arc<Snapshot> {
-        self.get(state, false)
+        self.get(state, false, true)
     }
 
     /// Like [`Views::snapshot`], but waits for a build in progress: for a request that must
     /// see a container the store already holds.
     pub fn snapshot_fresh(&self, state: &AppState) -> Arc<Snapshot> {
-        self.get(state, true)
+        self.get(state, true, true)
     }
 
-    fn get(&self, state: &AppState, wait: bool) -> Arc<Snapshot> {
+    /// `request`: called for a request (it counts as demand, and may be served a snapshot
+    /// the refresher is about to replace); else by the refresher, which always builds.
+    fn get(&self, state: &AppState, wait: bool, request: bool) -> Arc<Snapshot> {
         let policy = state.policy.as_ref().map(|p| p.current());
         let now = Timestamp::now();
         let key = Key {
@@ -161,8 +226,18 @@ impl Views {
             synced: state.store.is_ready(),
             second: now.as_second(),
         };
+        if request {
+            self.demand.store(key.second, Relaxed);
+        }
         if let Some(s) = self.current_if(key) {
             return s;
+        }
+        if request && !wait && self.refreshing.load(Relaxed) {
+            let cur = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(cur) = cur.filter(|c| c.key.same_facts(&key) && c.key.second + 1 >= key.second) {
+                self.nudge.notify_one();
+                return cur;
+            }
         }
         let mut bases = match self.build.try_lock() {
             Ok(b) => b,

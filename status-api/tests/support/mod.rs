@@ -77,6 +77,7 @@ impl Api {
             max_connections: opts.max_connections.unwrap_or(1024),
             controller_url: opts.controller_url,
             logs: opts.logs,
+            ..Default::default()
         };
         let server = status_api::bind(config).await.expect("bind");
         let addr = server.local_addr().unwrap();
