@@ -603,7 +603,7 @@ impl Job {
 // --- the routes ------------------------------------------------------------------------------
 
 /// 404 for every fleet route on a node without `--peers`, saying how to turn it on.
-fn not_configured(html_wanted: bool) -> Result<Response, ApiError> {
+fn not_configured(html_wanted: bool) -> Response {
     const HOW: &str = "the fleet view is off: this status-api runs without peers. Start it with \
         --peers NAME:PORT (DOCKWARDEN_PEERS), a name that resolves to every node's status-api \
         (Swarm: tasks.status-api:8080 on the stack's overlay network; Kubernetes: a headless \
@@ -616,20 +616,22 @@ fn not_configured(html_wanted: bool) -> Result<Response, ApiError> {
             warp::http::header::CONTENT_TYPE,
             HeaderValue::from_static(html::CONTENT_TYPE),
         );
-        return Ok(resp);
+        return resp;
     }
-    Err(ApiError::not_found(HOW))
+    ApiError::not_found(HOW).into_response()
 }
 
-/// The current merged view, or why there is none.
-fn snapshot(state: &AppState, headers: &HeaderMap) -> Result<Arc<FleetSnapshot>, Result<Response, ApiError>> {
+/// The current merged view, or the answer saying why there is none.
+fn snapshot(state: &AppState, headers: &HeaderMap) -> Result<Arc<FleetSnapshot>, Box<Response>> {
     if !state.fleet.configured() {
-        return Err(not_configured(wants_html(headers)));
+        return Err(Box::new(not_configured(wants_html(headers))));
     }
     state.fleet.current().ok_or_else(|| {
-        Err(ApiError::unavailable(
+        ApiError::unavailable(
             "the fleet view is starting: the first round of asking the peers is under way; try again in a few seconds",
-        ))
+        )
+        .into_response()
+        .into()
     })
 }
 
@@ -691,7 +693,7 @@ pub fn containers(
 ) -> Result<Response, ApiError> {
     let snap = match snapshot(state, headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return Ok(*r),
     };
     let filter = FleetFilter::parse(params, snap.any_policy)?;
     let wants = Wants::from_headers(headers);
@@ -726,7 +728,7 @@ pub fn nodes(
     query::parse_none(params)?;
     let snap = match snapshot(state, headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return Ok(*r),
     };
     Ok(reply::send(&snap.nodes_json, Wants::from_headers(headers)))
 }
@@ -754,7 +756,7 @@ pub fn decisions(
     let container = query::parse_container(&rest)?;
     let snap = match snapshot(state, headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return Ok(*r),
     };
     let wants = Wants::from_headers(headers);
     if node.is_none() && container.is_none() {
