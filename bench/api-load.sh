@@ -254,6 +254,10 @@ for N in $SIZES; do
   rss_mib=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
   hwm_mib=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
   RSS_LINE[$N]="status-api RSS at $N containers after the load: $rss_mib MiB (peak since start $hwm_mib MiB)"
+  if [ -n "$BASE_ADDR" ]; then
+    RSS_LINE[$N]+="; baseline: $(awk -v k="$(rss_kib "$BASE_PID" VmRSS)" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
+    RSS_LINE[$N]+=" (peak $(awk -v k="$(rss_kib "$BASE_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }') MiB)"
+  fi
   if [ "$N" -ge 1000 ] && awk -v h="$hwm" 'BEGIN { exit !(h > 20 * 1024) }'; then ok=0; RSS_LINE[$N]+=" — over the 20 MiB goal"; fi
 done
 
