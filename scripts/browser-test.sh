@@ -216,8 +216,9 @@ rm -f "$SHOT_DIR/status-api-labels.png"
 #    b and c have a container of their own; c enforces another policy (drift).
 FLEET_B="dwtest.fleet=$PREFIX-b"
 FLEET_C="dwtest.fleet=$PREFIX-c"
-run node-b-web --network none --label "$FLEET_B" "$TAG" >/dev/null
-run node-c-web --network none --label "$FLEET_C" "$TAG" >/dev/null
+# Not in node a's scope (no "$SCOPE" label): each is seen by its own node only.
+docker run -d --name "$PREFIX-node-b-web" --network none --label "$FLEET_B" "$TAG" >/dev/null
+docker run -d --name "$PREFIX-node-c-web" --network none --label "$FLEET_C" "$TAG" >/dev/null
 policy enforce
 mkdir -p "$WORK/policy-c"
 printf 'mode = "audit"\n[[allow]]\nname = "%s-node-*"\n' "$PREFIX" >"$WORK/policy-c/allowlist.toml"
@@ -237,7 +238,7 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PA/fleet/nodes" 2>/dev/null | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
-sys.exit(0 if v["reachable"] == 3 and v["drifted"] == 1 else 1)' 2>/dev/null && break
+sys.exit(0 if v["reachable"] == 3 and v["drifted"] == 1 and all(n["containers"] for n in v["nodes"]) else 1)' 2>/dev/null && break
   sleep 0.3
 done
 curl -fsS "http://127.0.0.1:$PA/fleet/nodes" | python3 -c '
@@ -259,6 +260,7 @@ grep -F "id=\"node-$PREFIX-node-a\"" "$WORK/fleet-tiles.html" | grep -q 'POLICY 
 has fleet 'id="drift"' "fleet: no drift banner"
 grep -F "data-name=\"$PREFIX-node-b-web\"" "$WORK/fleet.html" | grep -q "data-node=\"$PREFIX-node-b\"" || fail "fleet: node b's container is not on the page with its node"
 grep -F "data-name=\"$PREFIX-intruder\"" "$WORK/fleet.html" | grep -q "data-node=\"$PREFIX-node-a\"" || fail "fleet: node a's container is not on the page with its node"
+[ "$(grep -c "data-name=\"$PREFIX-node-b-web\"" "$WORK/fleet.html")" = 1 ] || fail "fleet: node b's container is not listed exactly once"
 has fleet "$PREFIX-gone" "fleet: node a's decisions are not among the recent ones"
 hasnt fleet "$SECRET" "fleet: a container's environment appears on the page"
 hasnt fleet '<script' "fleet: a script element on the page"

@@ -155,13 +155,14 @@ pub fn fleet_page(s: &FleetSnapshot, filter: Option<&FleetFilter>) -> String {
         }
         @if !drifted.is_empty() {
             div.banner.warn #drift {
-                strong { "Policy drift: " }
-                @for (i, n) in drifted.iter().enumerate() { @if i > 0 { ", " } (n.node) }
+                strong { "Policy drift" }
                 @match &s.merged.majority {
-                    Some(Some(m)) => { " enforce a policy other than the majority's (" span.mono { (short(m)) } ")." }
-                    _ => " — the nodes disagree and no policy has a majority.",
+                    Some(Some(m)) => { ": the policy in force differs from the majority's (" span.mono { (short(m)) } ") on " }
+                    Some(None) => ": most nodes run without an allowlist, unlike ",
+                    None => ": the nodes disagree and no policy has a majority: ",
                 }
-                " Edit allowlist.toml on those nodes."
+                @for (i, n) in drifted.iter().enumerate() { @if i > 0 { ", " } strong { (n.node) } }
+                ". Bring allowlist.toml on those nodes in line."
             }
         }
         @if let Some(e) = &s.discovery_error {
