@@ -265,6 +265,7 @@ echo
 echo "GET /containers, status-api beside nginx ($NGINX_WORKERS worker) serving the same bytes from a file"
 echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
 echo "$(nproc) cores shared by wrk, both servers, dockerd and whatever else runs on the machine; one run of this script"
+echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine shows here"
 echo
 printf '| %9s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |\n' \
   "N" "form" "bytes" "api req/s" "api p99" "api errs" "nginx r/s" "nginx p99" "req/s x" "p99 x" "goal"

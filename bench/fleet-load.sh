@@ -164,6 +164,7 @@ echo
 echo "Node 1 of a 3-node fleet ($N containers per node): GET /containers (its $N) beside GET /fleet/containers (all $((3 * N)))"
 echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
 echo "$(nproc) cores shared by wrk, the three status-api, dockerd and whatever else runs on the machine; one run of this script"
+echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine shows here"
 echo
 printf '| %-5s | %8s | %10s | %9s | %8s | %10s | %9s | %11s | %7s | %6s |\n' \
   form "bytes" "single r/s" "p99" "fleet b" "fleet r/s" "fleet p99" "errors" "p99 x" "goal"

@@ -171,7 +171,7 @@ pub struct Views {
     refreshing: AtomicBool,
     /// The second of the last request: the refresher works only while requests come.
     demand: AtomicI64,
-    /// Wakes the refresher (a request saw a snapshot behind, or the picture changed).
+    /// Wakes the refresher (a request was served a snapshot behind by a second or less).
     nudge: tokio::sync::Notify,
 }
 
@@ -191,8 +191,10 @@ struct Base {
 impl Views {
     /// Something in the picture changed (an informer notice, the identity).
     pub fn touch(&self) {
+        // The refresher is not woken: a request builds a snapshot whose facts changed itself
+        // (as before), so a burst of container events costs builds only as requests come,
+        // not one per event (each one would be a whole list and its copies).
         self.picture.fetch_add(1, Relaxed);
-        self.nudge.notify_one();
     }
 
     /// Rebuilds the snapshot in the background while requests come (see the module
