@@ -85,7 +85,8 @@ done
 A="http://127.0.0.1:${PORT[n1]}"
 count() { curl -fsS "$1" | grep -o '"id":"[0-9a-f]\{64\}"' | wc -l; }
 for _ in $(seq 1 300); do
-  [ "$(count "$A/fleet/containers" 2>/dev/null || echo 0)" -eq $((3 * N)) ] &&
+  c=$(count "$A/fleet/containers" 2>/dev/null) || c=0
+  [ "$c" -eq $((3 * N)) ] &&
     curl -fsS "$A/containers" | grep -q '"sampled_at"' && break
   sleep 0.5
 done
