@@ -275,5 +275,7 @@ shot fleet-unreachable "$FLEET_URL"
 grep -F "id=\"node-$PREFIX-node-b\"" "$WORK/fleet-unreachable.dom" >/dev/null || fail "fleet: node b vanished instead of being unreachable"
 sed 's/<div class="tile/\n<div class="tile/g' "$WORK/fleet-unreachable.dom" | grep -F "id=\"node-$PREFIX-node-b\"" |
   grep -q 'UNREACHABLE' || fail "fleet: node b's tile does not say UNREACHABLE"
+sed 's/<div class="tile/\n<div class="tile/g' "$WORK/fleet-unreachable.dom" | grep -F "id=\"node-$PREFIX-node-a\"" |
+  grep -q 'POLICY DRIFT' && fail "fleet: node b going down turned the majority (node a flagged as drifted)"
 
 log "PASS: audit, enforce, refused policy, unhealthy and killed pages, and the fleet page (node column, tiles, drift, unreachable) rendered and checked; screenshots in $SHOT_DIR"

@@ -238,13 +238,16 @@ pub struct NodeView {
     pub error: Option<String>,
 }
 
-/// Which policy digest most nodes enforce, and which nodes differ. Only nodes whose policy
-/// is known now count (reachable ones; this node always); a node without a policy counts as
-/// a policy of its own. With a tie there is no majority and every counted node drifts.
+/// Which policy digest most nodes enforce, and which nodes differ. Every node that ever
+/// answered has a vote (an unreachable one with its last answer's policy: a node that goes
+/// down does not turn the majority), but only nodes whose policy is known now are flagged
+/// (reachable ones; this node always). A node without a policy counts as a policy of its
+/// own. With a tie there is no majority and every flagged node drifts.
 pub fn drift(nodes: &[NodeView]) -> (Option<Option<String>>, Vec<bool>) {
     let counted = |n: &NodeView| n.reachable || n.local;
+    let votes = |n: &NodeView| counted(n) || n.synced.is_some();
     let mut tally: HashMap<&Option<String>, usize> = HashMap::new();
-    for n in nodes.iter().filter(|n| counted(n)) {
+    for n in nodes.iter().filter(|n| votes(n)) {
         *tally.entry(&n.policy_sha256).or_default() += 1;
     }
     let mut best: Vec<(&Option<String>, usize)> = tally.into_iter().collect();
@@ -453,7 +456,15 @@ mod tests {
         assert_eq!(
             flags,
             [false, false, true, false, false],
-            "unreachable nodes do not count"
+            "never-answered nodes do not count"
+        );
+        // A node that answered before and is down now keeps its vote, but is not flagged.
+        let mut down = view("b", Some("x"), false);
+        down.synced = Some(true);
+        let (majority, flags) = drift(&[view("a", Some("x"), true), down, view("c", Some("y"), true)]);
+        assert_eq!(
+            (majority, flags),
+            (Some(Some("x".into())), vec![false, false, true])
         );
         // A tie: no majority, every counted node drifts.
         let (majority, flags) = drift(&nodes[1..3]);
