@@ -12,6 +12,11 @@
 #
 #   bash bench/api-load.sh          # SIZES="100 1000", 3 rounds of 5 s per target, 16 connections
 #   SIZES=100 ROUNDS=5 DURATION=10s CONNECTIONS=32 bash bench/api-load.sh
+#   BASELINE_API=/tmp/old/status-api bash bench/api-load.sh   # an earlier build as a third target
+#
+# With BASELINE_API, another status-api binary (e.g. the build before a change) serves the same
+# containers on its own port and takes its turns too: its rows show the before, status-api's
+# the after, both beside nginx in the same run.
 #
 # The machine is shared: a burst of other work during one target's run would decide the
 # comparison. So the targets take turns (status-api, nginx, status-api, nginx, ... ROUNDS
@@ -71,22 +76,35 @@ DOCKER_BUILDKIT=0 docker build -q -t "$TAG" --label dwtest=1 "$WORK/ctx" >/dev/n
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# status-api on a free loopback port (read back from its log).
-"$BIN/status-api" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$WORK/api.log" 2>&1 &
-API_PID=$!
-PIDS+=("$API_PID")
-API_ADDR=""
-for _ in $(seq 1 100); do
-  API_ADDR=$(grep -o '"addr":"[^"]*"' "$WORK/api.log" | head -1 | cut -d'"' -f4 || true)
-  [ -n "$API_ADDR" ] && break
-  kill -0 "$API_PID" 2>/dev/null || { cat "$WORK/api.log" >&2; fail "status-api exited"; }
-  sleep 0.1
-done
-[ -n "$API_ADDR" ] || { cat "$WORK/api.log" >&2; fail "status-api did not start"; }
-for _ in $(seq 1 150); do
-  "$BIN/status-api" healthcheck --url "http://$API_ADDR/readyz" 2>/dev/null && break
-  sleep 0.2
-done
+# start_api BINARY LOG: a status-api on a free loopback port (read back from its log); sets
+# STARTED_PID and STARTED_ADDR.
+start_api() {
+  local bin=$1 log=$2
+  "$bin" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$log" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  STARTED_ADDR=""
+  for _ in $(seq 1 100); do
+    STARTED_ADDR=$(grep -o '"addr":"[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
+    [ -n "$STARTED_ADDR" ] && break
+    kill -0 "$STARTED_PID" 2>/dev/null || { cat "$log" >&2; fail "$bin exited"; }
+    sleep 0.1
+  done
+  [ -n "$STARTED_ADDR" ] || { cat "$log" >&2; fail "$bin did not start"; }
+  for _ in $(seq 1 150); do
+    "$BIN/status-api" healthcheck --url "http://$STARTED_ADDR/readyz" 2>/dev/null && break
+    sleep 0.2
+  done
+}
+start_api "$BIN/status-api" "$WORK/api.log"
+API_PID=$STARTED_PID API_ADDR=$STARTED_ADDR
+BASE_ADDR=""
+if [ -n "${BASELINE_API:-}" ]; then
+  [ -x "$BASELINE_API" ] || fail "BASELINE_API=$BASELINE_API is not an executable"
+  start_api "$BASELINE_API" "$WORK/base.log"
+  BASE_PID=$STARTED_PID BASE_ADDR=$STARTED_ADDR
+  log "baseline status-api $BASELINE_API (pid $BASE_PID) on $BASE_ADDR"
+fi
 
 # nginx, one worker, serving the files this script writes from status-api's answers.
 NGINX_PORT=$(free_port)
@@ -181,6 +199,12 @@ for N in $SIZES; do
     sleep 0.5
   done
   [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api does not list $N containers"
+  if [ -n "$BASE_ADDR" ]; then
+    for _ in $(seq 1 300); do
+      [ "$(count "http://$BASE_ADDR/containers")" -eq "$N" ] && curl -fsS "http://$BASE_ADDR/containers" | grep -q '"sampled_at"' && break
+      sleep 0.5
+    done
+  fi
   # The same bytes for nginx: status-api's answer, plain and gzip as it sends them.
   curl -fsS -o "$WORK/www/containers.json" "http://$API_ADDR/containers"
   curl -fsS -H 'Accept-Encoding: gzip' -o "$WORK/www/containers.json.gz" "http://$API_ADDR/containers"
@@ -195,27 +219,45 @@ for N in $SIZES; do
     load "nginx-plain-$N" "http://127.0.0.1:$NGINX_PORT/containers"
     load "api-gzip-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip'
     load "nginx-gzip-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip'
+    if [ -n "$BASE_ADDR" ]; then
+      load "base-plain-$N" "http://$BASE_ADDR/containers"
+      load "base-gzip-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip'
+    fi
   done
   [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api lost containers under load"
   rss=$(rss_kib "$API_PID" VmRSS)
   hwm=$(rss_kib "$API_PID" VmHWM)
   for form in plain gzip; do
-    a="api-$form-$N" b="nginx-$form-$N"
-    ar=$(median "${RPS[$a]}") br=$(median "${RPS[$b]}") ap=$(median "${P99[$a]}") bp=$(median "${P99[$b]}")
-    log "$a rounds: req/s${RPS[$a]}; p99${P99[$a]}"
-    log "$b rounds: req/s${RPS[$b]}; p99${P99[$b]}"
-    r=$(awk -v a="$ar" -v b="$br" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-    p=$(awk -v a="$ap" -v b="$bp" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 99) }')
-    verdict=$(awk -v r="$r" -v p="$p" -v e="${ERRS[$a]}" 'BEGIN { print (r >= 0.8 && p <= 1.5 && e == 0) ? "ok" : "MISSED" }')
-    [ "$verdict" = ok ] || ok=0
-    bytes=$plain_bytes
-    [ "$form" = gzip ] && bytes=$gzip_bytes
-    ROWS+=("$(printf '| %5s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |' \
-      "$N" "$form" "$bytes" "$ar" "$ap" "${ERRS[$a]}" "$br" "$bp" "${r}x" "${p}x" "$verdict")")
+    servers=(api)
+    [ -n "$BASE_ADDR" ] && servers+=(base)
+    for server in "${servers[@]}"; do
+      a="$server-$form-$N" b="nginx-$form-$N"
+      ar=$(median "${RPS[$a]}") br=$(median "${RPS[$b]}") ap=$(median "${P99[$a]}") bp=$(median "${P99[$b]}")
+      log "$a rounds: req/s${RPS[$a]}; p99${P99[$a]}"
+      log "$b rounds: req/s${RPS[$b]}; p99${P99[$b]}"
+      r=$(awk -v a="$ar" -v b="$br" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+      p=$(awk -v a="$ap" -v b="$bp" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 99) }')
+      if [ "$server" = api ]; then
+        verdict=$(awk -v r="$r" -v p="$p" -v e="${ERRS[$a]}" 'BEGIN { print (r >= 0.8 && p <= 1.5 && e == 0) ? "ok" : "MISSED" }')
+        [ "$verdict" = ok ] || ok=0
+        label=$N
+      else
+        verdict="(base)"
+        label="$N base"
+      fi
+      bytes=$plain_bytes
+      [ "$form" = gzip ] && bytes=$gzip_bytes
+      ROWS+=("$(printf '| %9s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |' \
+        "$label" "$form" "$bytes" "$ar" "$ap" "${ERRS[$a]}" "$br" "$bp" "${r}x" "${p}x" "$verdict")")
+    done
   done
   rss_mib=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
   hwm_mib=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
   RSS_LINE[$N]="status-api RSS at $N containers after the load: $rss_mib MiB (peak since start $hwm_mib MiB)"
+  if [ -n "$BASE_ADDR" ]; then
+    RSS_LINE[$N]+="; baseline: $(awk -v k="$(rss_kib "$BASE_PID" VmRSS)" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
+    RSS_LINE[$N]+=" (peak $(awk -v k="$(rss_kib "$BASE_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }') MiB)"
+  fi
   if [ "$N" -ge 1000 ] && awk -v h="$hwm" 'BEGIN { exit !(h > 20 * 1024) }'; then ok=0; RSS_LINE[$N]+=" — over the 20 MiB goal"; fi
 done
 
@@ -223,13 +265,15 @@ echo
 echo "GET /containers, status-api beside nginx ($NGINX_WORKERS worker) serving the same bytes from a file"
 echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
 echo "$(nproc) cores shared by wrk, both servers, dockerd and whatever else runs on the machine; one run of this script"
+echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine shows here"
 echo
-printf '| %5s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |\n' \
+printf '| %9s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |\n' \
   "N" "form" "bytes" "api req/s" "api p99" "api errs" "nginx r/s" "nginx p99" "req/s x" "p99 x" "goal"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------- ------- ---------- ------------ ----------- ----------- ------------ ----------- ----------- --------- --------
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------- ---------- ------------ ----------- ----------- ------------ ----------- ----------- --------- --------
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "p99 in ms. req/s x: status-api over nginx (goal >= 0.80); p99 x: status-api over nginx (goal <= 1.50);"
 echo "api errs: non-2xx answers and socket errors over all rounds. Every round's figures are in the log above."
+[ -z "$BASE_ADDR" ] || echo "\"N base\" rows: the baseline build $BASELINE_API, same containers, same rounds (no goal)."
 for N in $SIZES; do echo "${RSS_LINE[$N]}"; done
 [ "$ok" = 1 ] && echo "All goals met." || { echo "Some goals MISSED (see the goal column and RSS lines)."; exit 1; }

@@ -7,6 +7,9 @@
 #   2. enforce mode      status-api-enforce.png   "DENIED", a killed one "killed by dockwarden"
 #   3. refused policy    status-api-refused.png   the warning that an older policy is in force
 #   4. unhealthy         status-api-unhealthy.png a detail page: Docker's unhealthy is red
+#   5. fleet             status-api-fleet.png     three peered status-api (node column, node
+#                        tiles, a drifted node flagged), status-api-fleet-unreachable.png
+#                        (a stopped node's tile says UNREACHABLE)
 # plus status-api-killed.png, the detail page of the killed container ("What dockwarden did").
 # The controller's GET /decisions is played by a static file served on loopback (python3's
 # http.server), holding decisions about these containers in the controller's format.
@@ -86,7 +89,8 @@ cat >"$WORK/ctl/decisions" <<EOF
 {"time":"$now","container":"$PREFIX-gone","id":"$GONE","image":"$TAG","verdict":"deny","rule":null,"reason":"no [[allow]] rule matches","action":"kill","result":"ok","latency_ms":12.3,"trigger":"start event"}
 ]}
 EOF
-CTL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CTL_PORT=$(free_port)
 python3 -m http.server "$CTL_PORT" --bind 127.0.0.1 --directory "$WORK/ctl" >"$WORK/ctl.log" 2>&1 &
 PIDS+=($!)
 
@@ -207,4 +211,71 @@ hasnt labels '<script' "a label became a script element"
 hasnt labels "$SECRET" "a container's environment appears on its detail page"
 rm -f "$SHOT_DIR/status-api-labels.png"
 
-log "PASS: audit, enforce, refused policy, unhealthy and killed pages rendered and checked; screenshots in $SHOT_DIR"
+# 6. The fleet page (issue 20): three status-api processes peered by a list, each scoped to
+#    "its node's" containers: node a is the one above (same scope, policy and decisions),
+#    b and c have a container of their own; c enforces another policy (drift).
+FLEET_B="dwtest.fleet=$PREFIX-b"
+FLEET_C="dwtest.fleet=$PREFIX-c"
+# Not in node a's scope (no "$SCOPE" label): each is seen by its own node only.
+docker run -d --name "$PREFIX-node-b-web" --network none --label "$FLEET_B" "$TAG" >/dev/null
+docker run -d --name "$PREFIX-node-c-web" --network none --label "$FLEET_C" "$TAG" >/dev/null
+policy enforce
+mkdir -p "$WORK/policy-c"
+printf 'mode = "audit"\n[[allow]]\nname = "%s-node-*"\n' "$PREFIX" >"$WORK/policy-c/allowlist.toml"
+PA=$(free_port) PB=$(free_port) PC=$(free_port)
+PEERS="127.0.0.1:$PA,127.0.0.1:$PB,127.0.0.1:$PC"
+fleet_api() { # NAME PORT SCOPE POLICY [args...]
+  local name=$1 port=$2 scope=$3 pol=$4; shift 4
+  "$BIN/status-api" --listen "127.0.0.1:$port" --scope "$scope" --allowlist "$pol" --peers "$PEERS" \
+    --node-name "$PREFIX-$name" --fleet-interval 1 --peer-timeout 1 "$@" >"$WORK/fleet-$name.log" 2>&1 &
+  PIDS+=($!)
+}
+fleet_api node-a "$PA" "$SCOPE" "$WORK/policy/allowlist.toml" --controller-url "http://127.0.0.1:$CTL_PORT"
+fleet_api node-b "$PB" "$FLEET_B" "$WORK/policy/allowlist.toml"
+fleet_api node-c "$PC" "$FLEET_C" "$WORK/policy-c/allowlist.toml"
+FLEET_URL="http://127.0.0.1:$PA/fleet"
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$PA/fleet/nodes" 2>/dev/null | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+sys.exit(0 if v["reachable"] == 3 and v["drifted"] == 1 and all(n["containers"] for n in v["nodes"]) else 1)' 2>/dev/null && break
+  sleep 0.3
+done
+curl -fsS "http://127.0.0.1:$PA/fleet/nodes" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+assert v["reachable"] == 3 and v["drifted"] == 1, v
+for n in v["nodes"]:
+    print("[browser-test]   node %s reachable=%s drift=%s containers=%s" % (n["node"], n["reachable"], n["drift"], n["containers"]))' ||
+  { tail -5 "$WORK"/fleet-*.log; fail "the three fleet nodes did not come up (3 reachable, 1 drifted)"; }
+shot fleet "$FLEET_URL"
+grep -q '<th>Node</th>' "$WORK/fleet.dom" || fail "fleet: no node column"
+for n in a b c; do
+  grep -q "id=\"node-$PREFIX-node-$n\"" "$WORK/fleet.dom" || fail "fleet: no tile for node $n"
+done
+sed 's/<div class="tile/\n<div class="tile/g' "$WORK/fleet.dom" >"$WORK/fleet-tiles.html"
+grep -F "id=\"node-$PREFIX-node-c\"" "$WORK/fleet-tiles.html" | grep -q 'class="tile drift"' || fail "fleet: node c's tile is not flagged as drifted"
+grep -F "id=\"node-$PREFIX-node-c\"" "$WORK/fleet-tiles.html" | grep -q 'POLICY DRIFT' || fail "fleet: node c's tile does not say POLICY DRIFT"
+grep -F "id=\"node-$PREFIX-node-a\"" "$WORK/fleet-tiles.html" | grep -q 'POLICY DRIFT' && fail "fleet: node a flagged as drifted"
+has fleet 'id="drift"' "fleet: no drift banner"
+grep -F "data-name=\"$PREFIX-node-b-web\"" "$WORK/fleet.html" | grep -q "data-node=\"$PREFIX-node-b\"" || fail "fleet: node b's container is not on the page with its node"
+grep -F "data-name=\"$PREFIX-intruder\"" "$WORK/fleet.html" | grep -q "data-node=\"$PREFIX-node-a\"" || fail "fleet: node a's container is not on the page with its node"
+[ "$(grep -c "data-name=\"$PREFIX-node-b-web\"" "$WORK/fleet.html")" = 1 ] || fail "fleet: node b's container is not listed exactly once"
+has fleet "$PREFIX-gone" "fleet: node a's decisions are not among the recent ones"
+hasnt fleet "$SECRET" "fleet: a container's environment appears on the page"
+hasnt fleet '<script' "fleet: a script element on the page"
+# The node filter.
+shot fleet-node-b "$FLEET_URL?node=$PREFIX-node-b"
+grep -c '<tr class="container' "$WORK/fleet-node-b.html" | grep -qx 1 || fail "fleet: the node filter does not show node b's one container"
+rm -f "$SHOT_DIR/status-api-fleet-node-b.png"
+# Node b stops: its tile says UNREACHABLE.
+kill "${PIDS[-2]}"
+for _ in $(seq 1 50); do curl -fsS -H 'Accept: text/html' "$FLEET_URL" | grep -q UNREACHABLE && break; sleep 0.2; done
+shot fleet-unreachable "$FLEET_URL"
+grep -F "id=\"node-$PREFIX-node-b\"" "$WORK/fleet-unreachable.dom" >/dev/null || fail "fleet: node b vanished instead of being unreachable"
+sed 's/<div class="tile/\n<div class="tile/g' "$WORK/fleet-unreachable.dom" | grep -F "id=\"node-$PREFIX-node-b\"" |
+  grep -q 'UNREACHABLE' || fail "fleet: node b's tile does not say UNREACHABLE"
+sed 's/<div class="tile/\n<div class="tile/g' "$WORK/fleet-unreachable.dom" | grep -F "id=\"node-$PREFIX-node-a\"" |
+  grep -q 'POLICY DRIFT' && fail "fleet: node b going down turned the majority (node a flagged as drifted)"
+
+log "PASS: audit, enforce, refused policy, unhealthy and killed pages, and the fleet page (node column, tiles, drift, unreachable) rendered and checked; screenshots in $SHOT_DIR"

@@ -7,7 +7,12 @@
 #   - dockwarden finds its own container, not the pod's sandbox, spares its own containers,
 #     and spares nothing of the sandbox's image;
 #   - a ConfigMap update written the way the kubelet writes it is applied;
-#   - a denied pod container that the kubelet re-creates is reported as coming back.
+#   - a denied pod container that the kubelet re-creates is reported as coming back;
+#   - the fleet view's wiring (issue 20): status-api's node name from the downward API
+#     (spec.nodeName), DOCKWARDEN_PEERS naming a headless Service that selects the pods on
+#     status-api's port, a NetworkPolicy that lets peers and DNS through (offline checks of the
+#     rendered manifests), and the running pod's GET /node and /fleet/nodes (no cluster DNS
+#     here: the fleet view shows this node and says why the peers cannot be found).
 #
 # The node: a private dockerd (scripts/lib/engines.sh) in network, mount and UTS namespaces
 # of its own, so the manifests run UNCHANGED:

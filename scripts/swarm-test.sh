@@ -16,6 +16,15 @@
 #        plugin) is killed on every node by the event path, again when Swarm retries
 #     6. node 2's engine restarted: its tasks come back and it enforces again
 #     7. `docker stack rm` leaves no task, container, service or network behind
+#   and the fleet view (issue 20), over the stack's overlay network `fleet`:
+#     F1. node 1's /fleet/containers lists the containers of all three nodes, each with its
+#         node's name (the Swarm node host name, from the stack's template), and
+#         /fleet/nodes all three nodes reachable, without drift
+#     F2. node 3 given another policy shows drift on node 1's view; set back, none
+#     F3. node 2's engine stopped (step 6): listed as unreachable within the peer timeout,
+#         reachable again after it restarts
+# Each node has its own policy directory (as real nodes do), bound at the same path inside
+# its mount namespace.
 # Everything it creates (engines, namespaces, veths, bridge, temp dirs, the images it builds
 # on the shared engine) is removed on exit, pass or fail; the shared engine is only used to
 # build and save two images (tagged dwtest-swarm-<pid>/...), and its docker0 is checked
@@ -33,6 +42,7 @@ STACK="$RUN"                  # stack name; services are $STACK_state-controller
 IMAGE="$RUN/dockwarden:local"
 SLEEPER="$RUN/sleeper:local"
 SOCKDIR="$P/node"             # in every node's mount namespace: that node's engine socket
+CFGDIR="$P/config"            # in every node's mount namespace: that node's $P/nN/config
 SCOPE="com.docker.stack.namespace=$STACK"
 NODES=(1 2 3)
 
@@ -72,7 +82,7 @@ trap 'exit 130' INT TERM
 eng_preflight "network namespaces, dockerd" dwtest-swarm
 
 # --- images, built on the shared engine and saved before anything points elsewhere -----------
-mkdir -p "$SOCKDIR" "$P/config"
+mkdir -p "$SOCKDIR" "$CFGDIR" "$P/n1/config" "$P/n2/config" "$P/n3/config"
 eng_build_images "$P/images.tar" "$IMAGE" "$SLEEPER" || exit 1
 
 # --- the network: a switch namespace with br0, one namespace per node ------------------------
@@ -86,7 +96,7 @@ eng_log "network: bridge br0 in netns $RUN-sw; nodes $(addr 1), $(addr 2), $(add
 
 # --- three engines -----------------------------------------------------------------------------
 start_node() {
-  eng_start "$P/n$1" "$(ns "$1")" "$(ns "$1")" "$RUN-n$1" "$SOCKDIR"
+  ENG_BIND="$P/n$1/config:$CFGDIR" eng_start "$P/n$1" "$(ns "$1")" "$(ns "$1")" "$RUN-n$1" "$SOCKDIR"
 }
 for n in "${NODES[@]}"; do
   start_node "$n" || eng_fail "starting the engine of node $n"
@@ -116,7 +126,7 @@ eng_wait_for 60 "swarm of 3 nodes, all Ready" nodes_ready
 on 1 node ls --format '    {{.Hostname}} {{.Status}} {{.ManagerStatus}}'
 
 # --- the stack, as docs/swarm.md says (plus the test's image, policy dir, socket, scope) --------
-cat >"$P/config/allowlist.toml" <<'EOF'
+cat >"$P/n1/config/allowlist.toml" <<'EOF'
 # swarm test policy: only containers named dwtest-swarm-ok* may run (in the test's scope).
 # Nothing allows dockwarden's own tasks: they are spared because they are its own.
 mode = "enforce"
@@ -125,7 +135,9 @@ action = "kill"
 [[allow]]
 name = "dwtest-swarm-ok*"
 EOF
-export DOCKWARDEN_IMAGE="$IMAGE" DOCKWARDEN_CONFIG_DIR="$P/config" DOCKWARDEN_API_PORT=8080
+cp "$P/n1/config/allowlist.toml" "$P/n2/config/"
+cp "$P/n1/config/allowlist.toml" "$P/n3/config/"
+export DOCKWARDEN_IMAGE="$IMAGE" DOCKWARDEN_CONFIG_DIR="$CFGDIR" DOCKWARDEN_API_PORT=8080
 export DOCKWARDEN_DOCKER_SOCKET="$SOCKDIR/docker.sock" DOCKWARDEN_SCOPE="$SCOPE"
 eng_log "docker stack deploy -c docker-stack.yml --resolve-image never $STACK"
 DOCKER_HOST=$(sock 1) docker stack deploy -c docker-stack.yml --resolve-image never "$STACK" 2>&1 | sed 's/^/    /'
@@ -151,7 +163,7 @@ one_healthy_each() {
 eng_wait_for 180 "one healthy state-controller and one healthy status-api task on each of the 3 nodes" one_healthy_each
 on 1 service ls --format '    {{.Name}} mode={{.Mode}} replicas={{.Replicas}} ports={{.Ports}}'
 mounts=$(on 1 service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}{{.Source}} {{end}}' "${STACK}_state-controller")
-[[ $mounts == *"$SOCKDIR/docker.sock"*"$P/config"* ]] || eng_fail "unexpected mounts: $mounts"
+[[ $mounts == *"$SOCKDIR/docker.sock"*"$CFGDIR"* ]] || eng_fail "unexpected mounts: $mounts"
 for n in "${NODES[@]}"; do
   c=$(tasks "$n" state-controller)
   eng_log "node $n: state-controller $(on "$n" inspect -f '{{.Name}} user={{.Config.User}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{.HostConfig.CapDrop}}' "$c")"
@@ -220,12 +232,67 @@ failed_tasks=$(on 1 service ps -q --filter desired-state=shutdown "${STACK}_stat
 [ "$failed_tasks" = 0 ] || eng_fail "$failed_tasks dockwarden tasks were replaced: its own tasks were not spared"
 eng_log "ok: allowed containers live on all nodes; dockwarden's own 6 tasks spared (no task replaced)"
 
+# --- F1. the fleet view on node 1: every node's containers with its node's name -------------
+# fleet NODE PATH: GET PATH of NODE's status-api, inside its namespace.
+fleet() { ip netns exec "$(ns "$1")" curl -fsS --max-time 5 "http://127.0.0.1:8080$2"; }
+fleet_lists_all() {
+  local json want="" n
+  json=$(fleet 1 /fleet/containers) || return 1
+  for n in "${NODES[@]}"; do want+="$RUN-n$n $(on "$n" ps -aq --no-trunc | tr '\n' ' ');"; done
+  python3 - "$json" "$want" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1])
+got = sorted((c["node"], c["id"]) for c in v["containers"])
+want = sorted((node, cid) for part in sys.argv[2].split(";") if part.strip()
+              for node, *ids in [part.split()] for cid in ids)
+assert got == want, f"fleet lists {len(got)} (node, id) pairs, the nodes have {len(want)}: {sorted(set(got) ^ set(want))[:4]}"
+assert v["unreachable"] == [] and v["nodes"] == 3, v["unreachable"]
+PY
+}
+eng_wait_for 60 "F1: node 1's /fleet/containers lists every container of the 3 nodes, each with its node's name" fleet_lists_all
+# nodes_are FROM NAME=FIELD:VALUE...: node FROM's /fleet/nodes has those values for those nodes.
+nodes_are() {
+  local from=$1 json; shift
+  json=$(fleet "$from" /fleet/nodes) || return 1
+  python3 - "$json" "$@" <<'PY'
+import json, sys
+v = {n["node"]: n for n in json.loads(sys.argv[1])["nodes"]}
+for spec in sys.argv[2:]:
+    name, kv = spec.split("=", 1)
+    key, want = kv.split(":", 1)
+    got = str(v.get(name, {}).get(key, "missing")).lower()
+    assert got == want, f"{name} {key}={got}, want {want}"
+PY
+}
+eng_wait_for 20 "F1: node 1's /fleet/nodes: 3 nodes reachable, no drift" nodes_are 1 \
+  "$RUN-n1=local:true" "$RUN-n2=reachable:true" "$RUN-n3=reachable:true" \
+  "$RUN-n1=drift:false" "$RUN-n2=drift:false" "$RUN-n3=drift:false"
+fleet 1 /fleet/nodes | python3 -c '
+import json, sys
+for n in json.load(sys.stdin)["nodes"]:
+    print("    fleet:", n["node"], n["address"], "reachable=%s drift=%s containers=%s denied_running=%s sha=%s" % (
+        n["reachable"], n["drift"], n["containers"], n["denied_running"], (n["policy_sha256"] or "")[:12]))'
+
 # --- 4. a policy edit reaches every node's controller (the directory is watched) --------------
-reloaded() { svc_logs "$1" state-controller | grep -F 'policy reloaded' | grep -qF 'rules=2'; }
-printf '\n[[allow]]\nname = "dwtest-swarm-late*"\n' >>"$P/config/allowlist.toml"
+reloaded() { svc_logs "$1" state-controller | grep -F 'policy reloaded' | grep -qF "rules=$2"; }
 for n in "${NODES[@]}"; do
-  eng_wait_for 20 "node $n: controller reloaded the edited policy (rules=2)" reloaded "$n"
+  printf '\n[[allow]]\nname = "dwtest-swarm-late*"\n' >>"$P/n$n/config/allowlist.toml"
 done
+for n in "${NODES[@]}"; do
+  eng_wait_for 20 "node $n: controller reloaded the edited policy (rules=2)" reloaded "$n" 2
+done
+
+# --- F2. node 3 given another policy: drift; set back: none ----------------------------------
+cp "$P/n3/config/allowlist.toml" "$P/allowlist.same"
+printf '\n[[allow]]\nname = "dwtest-swarm-n3-only*"\n' >>"$P/n3/config/allowlist.toml"
+eng_wait_for 20 "node 3: controller reloaded its own policy (rules=3)" reloaded 3 3
+eng_wait_for 20 "F2: node 1's fleet view flags node 3 (and only node 3) as drifted" nodes_are 1 \
+  "$RUN-n3=drift:true" "$RUN-n1=drift:false" "$RUN-n2=drift:false"
+eng_wait_for 10 "F2: node 2's fleet view says the same" nodes_are 2 "$RUN-n3=drift:true" "$RUN-n2=drift:false"
+cp "$P/allowlist.same" "$P/n3/config/allowlist.toml.new"
+mv "$P/n3/config/allowlist.toml.new" "$P/n3/config/allowlist.toml"
+eng_wait_for 20 "F2: node 3 set back to the fleet's policy: no drift (the same bytes under another generation)" \
+  nodes_are 1 "$RUN-n3=drift:false" "$RUN-n3=policy_generation:4"
 
 # --- 5. a denied image as a Swarm service: tasks bypass authorization plugins -----------------
 BAD="$RUN-bad"
@@ -255,6 +322,14 @@ on 1 service rm "$BAD" >/dev/null
 # --- 6. restart node 2's engine: the agent comes back and enforces again ------------------------
 eng_log "restarting node 2's engine"
 eng_stop "$P/n2"
+t_stop=$(date +%s)
+# F3: node 1's fleet view says node 2 is unreachable (peer timeout 3 s, a round every 2 s).
+eng_wait_for 15 "F3: node 1's fleet view lists node 2 as unreachable" nodes_are 1 "$RUN-n2=reachable:false"
+eng_log "F3: unreachable shown $(( $(date +%s) - t_stop )) s after the engine stopped"
+fleet 1 /fleet/nodes | python3 -c '
+import json, sys
+n = next(n for n in json.load(sys.stdin)["nodes"] if n["node"].endswith("-n2"))
+print("    fleet: node 2 reachable=%s last_answer=%s error=%s" % (n["reachable"], n["last_answer"], (n.get("error") or "")[:120]))'
 start_node 2 || eng_fail "restarting the engine of node 2"
 node2_back() { [ "$(tasks 2 state-controller | wc -l)" = 1 ] && healthy 2 state-controller && healthy 2 status-api; }
 eng_wait_for 120 "node 2: state-controller and status-api tasks running and healthy again" node2_back
@@ -262,6 +337,7 @@ run_fixture 2 dwtest-swarm-denied2-n2
 eng_wait_for 20 "node 2 after the restart: dwtest-swarm-denied2-n2 killed" is_state 2 dwtest-swarm-denied2-n2 exited
 eng_wait_for 10 "node 2: its controller logged the kill" logged_kill 2 dwtest-swarm-denied2-n2
 eng_wait_for 20 "node 2: status-api lists exactly node 2's containers again" reports_own_node 2
+eng_wait_for 60 "F3: node 1's fleet view lists node 2 as reachable again" nodes_are 1 "$RUN-n2=reachable:true"
 
 # --- 7. removing the stack leaves nothing behind ------------------------------------------------
 # --detach=false waits until the tasks are gone; the stack network can still be "in use by

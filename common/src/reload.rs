@@ -72,6 +72,43 @@ pub struct PolicyHandle {
     rx: watch::Receiver<Arc<Loaded>>,
     pub stats: Arc<ReloadStats>,
     pub path: PathBuf,
+    /// sha256 of each recent generation's file bytes and keys (kept beside [`Loaded`], not in
+    /// it, so that code building a `Loaded` by hand is not affected).
+    digests: Digests,
+}
+
+/// sha256 (lowercase hex) of the bytes of the last few generations, written before the
+/// generation is published: a reader that sees generation N finds its digest.
+#[derive(Clone, Default)]
+struct Digests(Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+
+impl Digests {
+    const KEEP: usize = 4;
+
+    fn record(&self, generation: u64, bytes: &[u8]) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.push((generation, sha256_hex(bytes)));
+        if v.len() > Self::KEEP {
+            v.remove(0);
+        }
+    }
+
+    fn of(&self, generation: u64) -> Option<String> {
+        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.iter()
+            .rev()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, d)| d.clone())
+    }
+}
+
+/// sha256 of `bytes` as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl PolicyHandle {
@@ -83,6 +120,17 @@ impl PolicyHandle {
     /// A receiver that sees every accepted reload.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Loaded>> {
         self.rx.clone()
+    }
+
+    /// The policy in force and the sha256 of what it was parsed from (`None` for a
+    /// [`PolicyHandle::fixed`] policy, which has no file): the file's bytes (`sha256sum` of the
+    /// file, when no rule says `signed_by`), followed by the ids of the key sets it names, so
+    /// that a key edited on one node only counts too. Nodes that enforce the same file and
+    /// keys have the same digest, whatever their generation numbers: the fleet view compares it.
+    pub fn current_with_digest(&self) -> (Arc<Loaded>, Option<String>) {
+        let loaded = self.current();
+        let digest = self.digests.of(loaded.generation);
+        (loaded, digest)
     }
 
     /// A handle to a fixed policy (tests, one-shot tools): never reloads.
@@ -97,6 +145,7 @@ impl PolicyHandle {
             rx,
             stats: Arc::default(),
             path: PathBuf::new(),
+            digests: Digests::default(),
         }
     }
 }
@@ -187,6 +236,8 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
     let policy = parse_bytes(&bytes, path)?;
     let fingerprint = fingerprint(&bytes, &policy);
     let names = Arc::new(std::sync::RwLock::new(watched_names(path, &policy)));
+    let digests = Digests::default();
+    digests.record(1, &fingerprint);
     let (tx, rx) = watch::channel(Arc::new(Loaded {
         policy,
         generation: 1,
@@ -223,6 +274,7 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         rx,
         stats: stats.clone(),
         path: path.to_path_buf(),
+        digests: digests.clone(),
     };
     let r = Reloader {
         path: path.to_path_buf(),
@@ -232,6 +284,7 @@ pub fn start(path: &Path) -> Result<(PolicyHandle, tokio::task::JoinHandle<()>),
         tx,
         stats,
         names,
+        digests: digests.clone(),
     };
     let task = tokio::spawn(reload_loop(r, sig_rx, watcher));
     Ok((handle, task))
@@ -282,6 +335,8 @@ struct Reloader {
     stats: Arc<ReloadStats>,
     /// What the watcher reacts to (the key files change with the policy).
     names: Arc<std::sync::RwLock<Vec<OsString>>>,
+    /// The sha256 of each recent generation's fingerprint ([`PolicyHandle::sha256`]).
+    digests: Digests,
 }
 
 impl Reloader {
@@ -331,6 +386,7 @@ impl Reloader {
                 self.stats.accepted.fetch_add(1, Relaxed);
                 self.stats.file_valid.store(true, Relaxed);
                 *self.names.write().unwrap_or_else(|e| e.into_inner()) = watched_names(&self.path, &policy);
+                self.digests.record(generation, &fingerprint);
                 self.tx.send_replace(Arc::new(Loaded {
                     policy,
                     generation,
@@ -480,5 +536,22 @@ mod tests {
         g.on(Signal::Writing);
         g.on(Signal::Written);
         assert!(g.settled());
+    }
+
+    #[test]
+    fn digests_are_sha256_of_each_generation() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let d = Digests::default();
+        for g in 1..=6u64 {
+            d.record(g, format!("gen {g}").as_bytes());
+        }
+        assert_eq!(d.of(6), Some(sha256_hex(b"gen 6")));
+        assert_eq!(d.of(3), Some(sha256_hex(b"gen 3")));
+        assert_eq!(d.of(2), None, "only the last few are kept");
+        let h = PolicyHandle::fixed(Policy::parse("[[allow]]\nname = \"x\"\n", "t").unwrap());
+        assert_eq!(h.current_with_digest().1, None, "a fixed policy has no file");
     }
 }

@@ -148,6 +148,8 @@ eng_wire() {
 # bind-mounted on SOCKET_DIR inside that mount namespace, so that containers of EVERY node
 # can mount "SOCKET_DIR/docker.sock" and get their own node's engine (SOCKET_DIR exists empty
 # on the host: a mistake cannot hand a container the shared engine's socket).
+# With ENG_BIND="SRC:DST" in the environment, SRC is also bind-mounted on DST in that mount
+# namespace (a per-node directory at a path every node shares, e.g. each node's own policy).
 # Waits until the engine answers; the pid is in DIR/docker.pid.
 eng_start() {
   local dir=$1 ns=$2 ctrd=$3 host=$4 sockdir=$5
@@ -160,6 +162,7 @@ eng_start() {
     listen="$sockdir/docker.sock"
   fi
   [ -n "$host" ] && setup+="hostname '$host' && "
+  [ -n "${ENG_BIND:-}" ] && setup+="mount --bind '${ENG_BIND%%:*}' '${ENG_BIND#*:}' && "
   # exec chain: setsid -> nsenter (net) -> unshare (mount, uts) -> sh -> dockerd, each execs:
   # the pid in the pidfile is the only process to signal.
   setsid nsenter --net="/run/netns/$ns" unshare --mount --uts --propagation slave \

@@ -204,8 +204,10 @@ class Kubelet:
 
     def _env(self, pod, c):
         env = {}
-        # Service links (enableServiceLinks defaults to true): every Service of the namespace.
-        for i, svc in enumerate(s for s in self.services if s["metadata"].get("namespace") == pod.namespace):
+        # Service links (enableServiceLinks defaults to true): every Service of the namespace
+        # that has a cluster IP (headless ones get no variables).
+        for i, svc in enumerate(s for s in self.services if s["metadata"].get("namespace") == pod.namespace
+                                and s["spec"].get("clusterIP") != "None"):
             base = svc["metadata"]["name"].upper().replace("-", "_")
             ip = f"10.96.0.{20 + i}"
             ports = svc["spec"].get("ports") or []
@@ -539,6 +541,9 @@ def main():
         st = pod.containers["state-controller"]
         return "".join(docker.logs(cid) for cid in st["ids"])
 
+    # --- the fleet view: the node name from the downward API, the headless Service ------------
+    check_fleet(checks, docs, ds, pod, kubelet)
+
     # --- own container, not the sandbox ------------------------------------------------------
     ctl = pod.containers["state-controller"]["id"]
     api = pod.containers["status-api"]["id"]
@@ -613,6 +618,59 @@ def main():
     for name, _, detail, blame in failed:
         log(f"FAILED: {name}{' - ' + detail if detail else ''}{' [needs ' + blame + ']' if blame else ''}")
     return 1 if failed else 0
+
+
+def check_fleet(checks, docs, ds, pod, kubelet):
+    """The manifests' fleet wiring, offline (what no running cluster is needed for), then what
+    the pod's status-api makes of it: the node name from the downward API, and the peers name
+    (which no DNS answers here: the pod has only loopback) reported as such, never fatal."""
+    tmpl = ds["spec"]["template"]
+    api = next(c for c in tmpl["spec"]["containers"] if c["name"] == "status-api")
+    env = {e["name"]: e for e in api.get("env") or []}
+    node_ref = ((env.get("DOCKWARDEN_NODE_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+    checks.record("status-api's DOCKWARDEN_NODE_NAME comes from the downward API (spec.nodeName)",
+                  node_ref == "spec.nodeName", f"fieldRef {node_ref}")
+    peers = (env.get("DOCKWARDEN_PEERS") or {}).get("value", "")
+    host, _, port = peers.rpartition(":")
+    svc = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == host.split(".")[0]), None)
+    pod_labels = tmpl["metadata"].get("labels") or {}
+    api_ports = {p.get("name"): p["containerPort"] for p in api.get("ports") or []}
+    ok = (svc is not None and svc["spec"].get("clusterIP") == "None"
+          and svc["metadata"].get("namespace") == ds["metadata"]["namespace"]
+          and all(pod_labels.get(k) == v for k, v in (svc["spec"].get("selector") or {}).items())
+          and bool(svc["spec"].get("selector"))
+          and any(str(p["port"]) == port and api_ports.get(p.get("targetPort"), p.get("targetPort")) == 8080
+                  for p in svc["spec"].get("ports") or []))
+    checks.record(f"DOCKWARDEN_PEERS={peers} names a headless Service selecting the DaemonSet's pods on status-api's port",
+                  ok, f"service {svc and svc['metadata']['name']}, clusterIP {svc and svc['spec'].get('clusterIP')}, "
+                      f"publishNotReadyAddresses {svc and svc['spec'].get('publishNotReadyAddresses')}")
+    netpol = next((d for d in docs if d["kind"] == "NetworkPolicy"), None)
+    egress = (netpol or {}).get("spec", {}).get("egress") or []
+    to_peers = any(any((t.get("podSelector") or {}).get("matchLabels") == pod_labels for t in r.get("to") or [])
+                   and any(p.get("port") == 8080 for p in r.get("ports") or []) for r in egress)
+    dns = any(any(p.get("port") == 53 and p.get("protocol") == "UDP" for p in r.get("ports") or []) for r in egress)
+    checks.record("the NetworkPolicy lets status-api reach its peers (8080) and the cluster DNS (53)", to_peers and dns,
+                  f"{len(egress)} egress rules")
+
+    port = next(p["containerPort"] for p in api.get("ports") or [])
+    r = in_pod(pod, "curl", "-fsS", "--max-time", "5", f"http://127.0.0.1:{port}/node")
+    node = json.loads(r.stdout) if r.returncode == 0 else {}
+    checks.record("status-api's GET /node names the node from the downward API",
+                  node.get("node") == kubelet.node_name, f"node {node.get('node')!r}, want {kubelet.node_name!r}")
+    nodes = wait_until(15, lambda: (lambda v: v if v.get("nodes") else None)(fleet_nodes(pod, port)))
+    local = next((n for n in (nodes or {}).get("nodes") or [] if n.get("local")), {})
+    err = (nodes or {}).get("discovery_error") or ""
+    log(f"    /fleet/nodes: {len((nodes or {}).get('nodes') or [])} node(s), local {local.get('node')!r}; discovery: {err[:150]}")
+    checks.record("its /fleet view lists this node by that name and says why the peers cannot be found (no cluster DNS here)",
+                  local.get("node") == kubelet.node_name and host in err, "")
+
+
+def fleet_nodes(pod, port):
+    r = in_pod(pod, "curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{port}/fleet/nodes")
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {}
 
 
 def in_pod(pod, *cmd):

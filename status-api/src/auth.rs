@@ -28,6 +28,11 @@ impl Token {
         (!value.is_empty()).then(|| Token(Arc::from(value.as_bytes())))
     }
 
+    /// The token itself, for sending to the fleet's peers (which share it). Never log it.
+    pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
     /// Checks an `Authorization` header value (`Bearer <token>`, scheme case-insensitive).
     pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), ApiError> {
         let presented = authorization.and_then(bearer);

@@ -69,6 +69,22 @@ pub struct ServeArgs {
     /// Connections open at once; more wait until one closes.
     #[arg(long, env = "STATUS_API_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// The fleet view's peers: HOST:PORT, a name that resolves to every node's status-api
+    /// (Swarm: tasks.status-api:8080; Kubernetes: a headless Service, status-api-peers:8080),
+    /// re-resolved every 10 s, or a comma-separated list. Unset or empty: no fleet view
+    /// (/fleet answers 404).
+    #[arg(long, env = "DOCKWARDEN_PEERS")]
+    pub peers: Option<String>,
+    /// This node's name in the fleet view. Default: the Docker Engine's name (GET /info).
+    /// Swarm: {{.Node.Hostname}}; Kubernetes: spec.nodeName through the downward API.
+    #[arg(long, env = "DOCKWARDEN_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Seconds each peer has to answer a round (its /node, /containers and /decisions).
+    #[arg(long, env = "DOCKWARDEN_PEER_TIMEOUT", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub peer_timeout: u64,
+    /// Seconds between two rounds of asking the peers.
+    #[arg(long, env = "DOCKWARDEN_FLEET_INTERVAL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub fleet_interval: u64,
     /// Log format: text (one line per event) or json.
     #[arg(long, env = "DOCKWARDEN_LOG_FORMAT", default_value = "text")]
     pub log_format: common::telemetry::LogFormat,
@@ -128,6 +144,26 @@ mod tests {
         assert_eq!(c.serve.controller_url.as_deref(), Some("http://c:9090"));
         assert_eq!((c.serve.max_connections, c.serve.header_read_timeout), (10, 10));
         assert!(Cli::try_parse_from(["s", "--header-read-timeout", "0"]).is_err());
+        let c = Cli::try_parse_from([
+            "s",
+            "--peers",
+            "tasks.status-api:8080",
+            "--node-name",
+            "n1",
+            "--peer-timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(c.serve.peers.as_deref(), Some("tasks.status-api:8080"));
+        assert_eq!(
+            (
+                c.serve.node_name.as_deref(),
+                c.serve.peer_timeout,
+                c.serve.fleet_interval
+            ),
+            (Some("n1"), 5, 2)
+        );
+        assert!(Cli::try_parse_from(["s", "--peer-timeout", "0"]).is_err());
     }
 
     fn c_default() -> Cli {

@@ -14,7 +14,7 @@ use warp::reply::Response;
 
 use crate::errors::ApiError;
 use crate::routes::{Matched, Route};
-use crate::{AppState, handlers, html};
+use crate::{AppState, fleet, handlers, html};
 
 /// The whole API, JSON errors and request metrics included.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
@@ -84,6 +84,10 @@ async fn answer(
         Route::Healthz => Ok(handlers::healthz()),
         Route::Readyz => handlers::readyz(state),
         Route::Metrics => handlers::metrics(state),
+        Route::Node => fleet::node(state, &params, headers),
+        Route::Fleet | Route::FleetContainers => fleet::containers(state, &params, headers),
+        Route::FleetNodes => fleet::nodes(state, &params, headers),
+        Route::FleetDecisions => fleet::decisions(state, &params, headers),
     }
 }
 
@@ -273,6 +277,8 @@ mod tests {
             "/decisions",
             "/readyz",
             "/metrics",
+            "/node",
+            "/fleet/containers",
             "/nope",
         ] {
             for auth in [
@@ -290,6 +296,48 @@ mod tests {
         }
         let (st, _, _) = call(&s, "GET", "/containers", &[("authorization", "Bearer t0ken")]).await;
         assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn without_peers_the_fleet_routes_say_how_to_configure_them() {
+        let s = state(None);
+        for path in ["/fleet", "/fleet/containers", "/fleet/nodes", "/fleet/decisions"] {
+            let (st, _, body) = call(&s, "GET", path, &[]).await;
+            assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+            assert!(
+                body.contains("--peers") && body.contains("DOCKWARDEN_PEERS"),
+                "{body}"
+            );
+        }
+        let (st, h, body) = call(&s, "GET", "/fleet", &[("accept", "text/html")]).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            body.contains("No fleet view on this node") && body.contains("--peers"),
+            "{body}"
+        );
+        let (st, _, body) = call(&s, "GET", "/fleet/containers?nodee=x", &[]).await;
+        assert_error(st, &body, StatusCode::NOT_FOUND, "not_found");
+        // The node's own summary is always served (peers ask it).
+        let (st, h, body) = call(&s, "GET", "/node", &[]).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert!(h["etag"].to_str().unwrap().starts_with('"'));
+        let v = json(&body);
+        assert_eq!(
+            (v["containers"].as_u64(), v["synced"].as_bool()),
+            (Some(0), Some(false))
+        );
+        assert_eq!(v["instance"].as_str().map(str::len), Some(16), "{v}");
+        assert_eq!(
+            (v["mode"].clone(), v["policy_sha256"].clone()),
+            (Value::Null, Value::Null)
+        );
+        assert_eq!(v["controller"], "not configured");
+        assert!(!v["node"].as_str().unwrap_or("").is_empty(), "{v}");
+        let (st, _, body) = call(&s, "GET", "/node?x=1", &[]).await;
+        assert_error(st, &body, StatusCode::BAD_REQUEST, "bad_request");
+        let (st, _, body) = call(&s, "POST", "/fleet/nodes", &[]).await;
+        assert_error(st, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
 
     #[tokio::test]

@@ -77,9 +77,19 @@ footer{color:var(--muted);font-size:.8rem;padding:1rem 1.5rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1.2rem;background:#fff;border:1px solid var(--line);padding:1rem;border-radius:8px}
 dt{color:var(--muted)} dd{margin:0}
 ul.actions{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.6rem 1.6rem;margin:0}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:.75rem;margin-bottom:1rem}
+.tile{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.6rem .9rem}
+.tile h3{margin:0 0 .3rem;font-size:1rem;display:flex;gap:.4rem;align-items:baseline;flex-wrap:wrap}
+.tile.unreachable{background:#f3f4f6;box-shadow:inset 4px 0 0 var(--off)}
+.tile.drift{box-shadow:inset 4px 0 0 var(--warn)}
+.tile.denied{box-shadow:inset 4px 0 0 var(--bad)}
+.tile .figs{display:flex;gap:1rem} .tile .figs b{display:block;font-size:1.2rem}
+.badge.drift{color:#4d2d00;background:#fff8c5;border-color:var(--warn)}
+.badge.down{color:#fff;background:var(--off);border-color:var(--off)}
 "#;
 
-fn page(title: &str, refresh: bool, body: Markup) -> String {
+/// The page skeleton (also the fleet page's, `crate::fleet::page`).
+pub(crate) fn page(title: &str, refresh: bool, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {

@@ -18,6 +18,8 @@
 //! - [`decisions`]: the controller's decisions, fetched in the background;
 //!   [`policy_file`]: whether the policy file on disk was refused.
 //! - [`stream`]: streamed bodies (the logs) under warp; [`metrics`]: `/metrics`.
+//! - [`fleet`]: the fleet view (`--peers`): every node's containers, decisions and policy,
+//!   asked of the peers in the background and merged; and `GET /node`, what peers ask.
 //!
 //! The server is [`common::http`]'s hardened HTTP/1.1 server (header-read timeout,
 //! connection cap, graceful shutdown). Tests drive [`filters::routes`] with
@@ -29,6 +31,7 @@ pub mod config;
 pub mod decisions;
 pub mod errors;
 pub mod filters;
+pub mod fleet;
 pub mod handlers;
 pub mod html;
 pub mod metrics;
@@ -97,6 +100,15 @@ pub struct Config {
     /// Registry credentials and CA roots for the signatures `signed_by` rules verify.
     pub registry_config: Option<PathBuf>,
     pub registry_ca: Option<PathBuf>,
+    /// `--peers`: the fleet view's peers (`host:port[,...]`, each resolved to every address);
+    /// unset or empty: no fleet view.
+    pub peers: Option<String>,
+    /// `--node-name`: this node's name in the fleet view (default: the engine's name).
+    pub node_name: Option<String>,
+    /// Each peer must answer within this time.
+    pub peer_timeout: Duration,
+    /// Time between two rounds of asking the peers.
+    pub fleet_interval: Duration,
 }
 
 impl Default for Config {
@@ -115,6 +127,10 @@ impl Default for Config {
             logs: false,
             registry_config: None,
             registry_ca: None,
+            peers: None,
+            node_name: None,
+            peer_timeout: fleet::Settings::default().peer_timeout,
+            fleet_interval: fleet::Settings::default().interval,
         }
     }
 }
@@ -151,6 +167,8 @@ pub struct Shared {
     pub policy_file: FileStatus,
     /// The HTTP server's connection counters.
     pub http: Arc<common::http::Stats>,
+    /// The fleet view (off without `--peers`) and this node's name.
+    pub fleet: fleet::Fleet,
     /// This process's container and image, once known (their containers are spared, as
     /// the controller spares them), with a version that moves when it is learnt.
     identity: Arc<RwLock<(Identity, u64)>>,
@@ -165,6 +183,7 @@ pub struct Options {
     /// `--logs`: serve the logs route without a token.
     pub logs: bool,
     pub controller_url: Option<String>,
+    pub fleet: fleet::Settings,
 }
 
 impl Deref for AppState {
@@ -192,6 +211,7 @@ impl AppState {
             resources: resources.stats.clone(),
             http: http.clone(),
         });
+        let fleet = fleet::Fleet::new(opts.fleet, opts.token.as_ref().map(Token::expose));
         AppState(Arc::new(Shared {
             store,
             policy,
@@ -206,6 +226,7 @@ impl AppState {
             views: Views::default(),
             decisions: Decisions::new(opts.controller_url),
             policy_file: FileStatus::default(),
+            fleet,
             http,
             identity,
         }))
@@ -297,11 +318,19 @@ pub async fn bind(config: Config) -> anyhow::Result<Server> {
     let verifier =
         common::provenance::verifier_from(config.registry_config.as_deref(), config.registry_ca.as_deref())
             .map_err(|e| anyhow!("signature verification settings: {e}"))?;
+    let peers =
+        fleet::discovery::Peers::parse(config.peers.as_deref().unwrap_or("")).map_err(|e| anyhow!(e))?;
     let opts = Options {
         verifier: Some(verifier),
         token: config.token.as_deref().and_then(Token::new),
         logs: config.logs,
         controller_url: config.controller_url.clone().filter(|u| !u.is_empty()),
+        fleet: fleet::Settings {
+            peers,
+            node_name: config.node_name.clone().filter(|n| !n.is_empty()),
+            peer_timeout: config.peer_timeout,
+            interval: config.fleet_interval,
+        },
     };
     let state = AppState::new(store, policy, engine.clone(), informer.stats(), opts);
     Ok(Server {
@@ -349,7 +378,10 @@ impl Server {
             state.engine.clone(),
             config.stats_interval,
         ));
-        let identity_task = tokio::spawn(state.clone().learn_identity(engine));
+        let identity_task = tokio::spawn(state.clone().learn_identity(engine.clone()));
+        let views_task = tokio::spawn(Views::refresh(state.clone()));
+        let node_name_task = tokio::spawn(state.fleet.clone().learn_node_name(engine.clone()));
+        let fleet_task = tokio::spawn(state.fleet.clone().run(state.clone()));
         let notices_state = state.clone();
         let notices_task = tokio::spawn(async move {
             while let Some(n) = notices.recv().await {
@@ -387,6 +419,8 @@ impl Server {
             token = state.token.is_some(),
             logs_route = state.logs_enabled,
             controller = config.controller_url.as_deref(),
+            peers = config.peers.as_deref().filter(|p| !p.is_empty()),
+            node_name = config.node_name.as_deref(),
             header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
             max_connections = config.max_connections,
             "status-api listening"
@@ -420,6 +454,9 @@ impl Server {
         informer_task.abort();
         sampler_task.abort();
         identity_task.abort();
+        views_task.abort();
+        node_name_task.abort();
+        fleet_task.abort();
         notices_task.abort();
         for t in [decisions_task, policy_file_task, reload_task]
             .into_iter()

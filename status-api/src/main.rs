@@ -31,6 +31,10 @@ async fn main() -> ExitCode {
         logs: args.logs,
         registry_config: args.registry_config.filter(|p| !p.as_os_str().is_empty()),
         registry_ca: args.registry_ca.filter(|p| !p.as_os_str().is_empty()),
+        peers: args.peers.filter(|p| !p.is_empty()),
+        node_name: args.node_name.filter(|n| !n.is_empty()),
+        peer_timeout: Duration::from_secs(args.peer_timeout),
+        fleet_interval: Duration::from_secs(args.fleet_interval),
         ..Default::default()
     };
     match status_api::run(config, common::shutdown::signal()).await {

@@ -36,7 +36,7 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    fn parse(param: &str, text: &str) -> Result<Pattern, ApiError> {
+    pub fn parse(param: &str, text: &str) -> Result<Pattern, ApiError> {
         let glob = if text.contains(['*', '?', '[', ']', '{', '}', '\\']) {
             let g = GlobBuilder::new(text)
                 .literal_separator(false)

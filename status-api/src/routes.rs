@@ -20,10 +20,20 @@ pub enum Route {
     Readyz,
     /// `GET /metrics`
     Metrics,
+    /// `GET /node` (this node's summary, what the fleet's peers ask)
+    Node,
+    /// `GET /fleet` (the fleet page; JSON clients get `/fleet/containers`)
+    Fleet,
+    /// `GET /fleet/containers?node=&state=&allowed=&name=&image=`
+    FleetContainers,
+    /// `GET /fleet/nodes`
+    FleetNodes,
+    /// `GET /fleet/decisions?node=&container=`
+    FleetDecisions,
 }
 
 /// The table: each route with its path template, in the order error messages list them.
-pub const TABLE: [(Route, &str); 7] = [
+pub const TABLE: [(Route, &str); 12] = [
     (Route::Containers, "/containers"),
     (Route::Container, "/containers/{id}"),
     (Route::Logs, "/containers/{id}/logs"),
@@ -31,6 +41,11 @@ pub const TABLE: [(Route, &str); 7] = [
     (Route::Healthz, "/healthz"),
     (Route::Readyz, "/readyz"),
     (Route::Metrics, "/metrics"),
+    (Route::Node, "/node"),
+    (Route::Fleet, "/fleet"),
+    (Route::FleetContainers, "/fleet/containers"),
+    (Route::FleetNodes, "/fleet/nodes"),
+    (Route::FleetDecisions, "/fleet/decisions"),
 ];
 
 /// A request path matched against the table.
@@ -66,6 +81,11 @@ impl Route {
             ("healthz", None, _, _) => (Route::Healthz, None),
             ("readyz", None, _, _) => (Route::Readyz, None),
             ("metrics", None, _, _) => (Route::Metrics, None),
+            ("node", None, _, _) => (Route::Node, None),
+            ("fleet", None, _, _) => (Route::Fleet, None),
+            ("fleet", Some("containers"), None, _) => (Route::FleetContainers, None),
+            ("fleet", Some("nodes"), None, _) => (Route::FleetNodes, None),
+            ("fleet", Some("decisions"), None, _) => (Route::FleetDecisions, None),
             _ => return None,
         };
         Some(Matched { route, id: key })
@@ -101,6 +121,13 @@ mod tests {
         );
         assert_eq!(m("/containers/a%2"), Some((Route::Container, Some("a%2".into()))));
         assert_eq!(m("/decisions"), Some((Route::Decisions, None)));
+        assert_eq!(m("/node"), Some((Route::Node, None)));
+        assert_eq!(m("/fleet"), Some((Route::Fleet, None)));
+        assert_eq!(m("/fleet/containers"), Some((Route::FleetContainers, None)));
+        assert_eq!(m("/fleet/nodes"), Some((Route::FleetNodes, None)));
+        assert_eq!(m("/fleet/decisions"), Some((Route::FleetDecisions, None)));
+        assert_eq!(m("/fleet/nope"), None);
+        assert_eq!(m("/fleet/nodes/x"), None);
         for none in [
             "/",
             "",

@@ -306,6 +306,19 @@ impl HttpEngine {
         Ok(logs::LogBytes::new(resp.into_body(), tty))
     }
 
+    /// `GET /info`'s `Name`: the engine's host name, which names the node in the fleet view
+    /// when no `--node-name` is given.
+    pub async fn node_name(&self) -> Result<String, EngineError> {
+        let v = self.get_json("read the engine's name", "/info").await?;
+        match v.get("Name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            Some(name) => Ok(name.to_string()),
+            None => Err(EngineError::Decode {
+                what: "read the engine's name".into(),
+                message: "GET /info has no Name".into(),
+            }),
+        }
+    }
+
     /// `GET /version`: the engine's version and API version, for the start-up log.
     pub async fn version(&self) -> Result<(String, String), EngineError> {
         let v = self.get_json("read the engine version", "/version").await?;

@@ -44,6 +44,13 @@ pub struct Opts {
     pub logs: bool,
     pub header_read_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// Listen here instead of `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// The fleet view: `--peers`, `--node-name`, `--peer-timeout`, `--fleet-interval`.
+    pub peers: Option<String>,
+    pub node_name: Option<String>,
+    pub peer_timeout: Option<Duration>,
+    pub fleet_interval: Option<Duration>,
 }
 
 impl Api {
@@ -66,7 +73,7 @@ impl Api {
     /// Starts the server without waiting for Docker.
     pub async fn start_unsynced(scope: Option<String>, opts: Opts) -> Api {
         let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: opts.listen.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
             allowlist: opts.allowlist,
             docker_host: opts.docker_host,
             token: opts.token.clone(),
@@ -77,6 +84,10 @@ impl Api {
             max_connections: opts.max_connections.unwrap_or(1024),
             controller_url: opts.controller_url,
             logs: opts.logs,
+            peers: opts.peers,
+            node_name: opts.node_name,
+            peer_timeout: opts.peer_timeout.unwrap_or(Duration::from_secs(3)),
+            fleet_interval: opts.fleet_interval.unwrap_or(Duration::from_secs(2)),
             ..Default::default()
         };
         let server = status_api::bind(config).await.expect("bind");
