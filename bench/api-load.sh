@@ -37,44 +37,8 @@ PREFIX="dwtest-api-bench-$$"
 SCOPE="dwtest.scope=$PREFIX"
 TAG="dwtest-api-bench-sleeper:$$"
 WORK=$(mktemp -d /tmp/dwtest-api-bench.XXXXXX)
-PIDS=()
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-fail() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  log "removing containers named $PREFIX-*"
-  ids=$(docker ps -aq --filter "name=^/?$PREFIX-" 2>/dev/null || true)
-  # shellcheck disable=SC2086
-  [ -n "$ids" ] && echo "$ids" | xargs -n 100 docker rm -f >/dev/null 2>&1
-  docker rmi -f "$TAG" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-fi
-timeout 10 docker info >/dev/null 2>&1 || fail "no Docker Engine answers"
-
-# status-api as shipped (static release) and the sleeper fixture.
-bash scripts/build-static.sh >&2
-BIN=target/x86_64-unknown-linux-gnu/release
-mkdir -p "$WORK/ctx"
-cp "$BIN/dw-sleeper" "$WORK/ctx/"
-printf 'FROM scratch\nCOPY dw-sleeper /dw-sleeper\nENTRYPOINT ["/dw-sleeper"]\n' >"$WORK/ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t "$TAG" --label dwtest=1 "$WORK/ctx" >/dev/null
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BENCH=bench EXTRA_TOOLS="nginx:nginx-light"
+. bench/wrk-lib.sh
 
 # start_api BINARY LOG: a status-api on a free loopback port (read back from its log); sets
 # STARTED_PID and STARTED_ADDR.
@@ -144,41 +108,7 @@ for _ in $(seq 1 50); do
 done
 log "status-api (pid $API_PID) on $API_ADDR, nginx (pid $NGINX_PID, $NGINX_WORKERS worker) on 127.0.0.1:$NGINX_PORT"
 
-# wrk's latency (e.g. 635.91us, 1.20ms, 2.01s) in milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.2f", v * 60000 }
-    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
-    else printf "%s", v }'
-}
-
-# load NAME URL [wrk args...]: one measured round (a warm-up first time), appended to
-# NAME's lists of req/s, p99 and errors.
-declare -A RPS P99 ERRS WARM RSS_LINE
-load() {
-  local name=$1 url=$2 out="$WORK/wrk-$1.txt"
-  shift 2
-  if [ -z "${WARM[$name]:-}" ]; then
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
-    WARM[$name]=1
-  fi
-  log "wrk $name: $url for $DURATION"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency "$@" "$url" >"$out" 2>&1 ||
-    { cat "$out" >&2; fail "wrk failed against $name"; }
-  RPS[$name]+=" $(awk '/^Requests\/sec:/ {print $2}' "$out")"
-  P99[$name]+=" $(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
-  local non2xx socket
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
-  socket=$(awk '/Socket errors/ {n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i; print n}' "$out")
-  ERRS[$name]=$(( ${ERRS[$name]:-0} + ${non2xx:-0} + ${socket:-0} ))
-}
-
-# The median of a list of numbers.
-median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-count() { curl -fsS "$1" | grep -o '"id":"[0-9a-f]\{64\}"' | wc -l; }
+declare -A RSS_LINE
 rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
 ROWS=()

@@ -28,43 +28,12 @@ THREADS=${THREADS:-2}
 PREFIX="dwtest-fleet-bench-$$"
 TAG="dwtest-fleet-bench-sleeper:$$"
 WORK=$(mktemp -d /tmp/dwtest-fleet-bench.XXXXXX)
-PIDS=()
-
-log() { printf '[fleet-bench] %s\n' "$*" >&2; }
-fail() { printf '[fleet-bench] FAIL: %s\n' "$*" >&2; exit 1; }
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  log "removing containers named $PREFIX-*"
-  ids=$(docker ps -aq --filter "name=^/?$PREFIX-" 2>/dev/null || true)
-  [ -n "$ids" ] && echo "$ids" | xargs -n 100 docker rm -f >/dev/null 2>&1
-  docker rmi -f "$TAG" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-fi
-timeout 10 docker info >/dev/null 2>&1 || fail "no Docker Engine answers"
-
-bash scripts/build-static.sh >&2
-BIN=target/x86_64-unknown-linux-gnu/release
-mkdir -p "$WORK/ctx" "$WORK/policy"
-cp "$BIN/dw-sleeper" "$WORK/ctx/"
-printf 'FROM scratch\nCOPY dw-sleeper /dw-sleeper\nENTRYPOINT ["/dw-sleeper"]\n' >"$WORK/ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t "$TAG" --label dwtest=1 "$WORK/ctx" >/dev/null
+BENCH=fleet-bench
+. bench/wrk-lib.sh
+mkdir -p "$WORK/policy"
 # Every other container allowed: verdicts and reasons in every object, as in real use.
 printf 'mode = "audit"\n[[allow]]\nname = "%s-*[02468]"\n' "$PREFIX" >"$WORK/policy/allowlist.toml"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NODES=(n1 n2 n3)
 declare -A PORT PID_OF
 for n in "${NODES[@]}"; do PORT[$n]=$(free_port); done
@@ -83,7 +52,6 @@ for n in "${NODES[@]}"; do
   PIDS+=("$!")
 done
 A="http://127.0.0.1:${PORT[n1]}"
-count() { curl -fsS "$1" | grep -o '"id":"[0-9a-f]\{64\}"' | wc -l; }
 for _ in $(seq 1 300); do
   c=$(count "$A/fleet/containers" 2>/dev/null) || c=0
   [ "$c" -eq $((3 * N)) ] &&
@@ -99,33 +67,6 @@ assert v["reachable"] == 3 and v["drifted"] == 0, v
 ' || fail "the fleet is not 3 reachable nodes without drift"
 log "fleet up: 3 status-api (pids ${PID_OF[n1]} ${PID_OF[n2]} ${PID_OF[n3]}), node 1 on $A"
 
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.2f", v * 60000 }
-    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
-    else printf "%s", v }'
-}
-declare -A RPS P99 ERRS WARM
-load() { # NAME URL [wrk args...]
-  local name=$1 url=$2 out="$WORK/wrk-$1.txt"
-  shift 2
-  if [ -z "${WARM[$name]:-}" ]; then
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
-    WARM[$name]=1
-  fi
-  log "wrk $name: $url for $DURATION"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency "$@" "$url" >"$out" 2>&1 ||
-    { cat "$out" >&2; fail "wrk failed against $name"; }
-  RPS[$name]+=" $(awk '/^Requests\/sec:/ {print $2}' "$out")"
-  P99[$name]+=" $(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
-  local non2xx socket
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
-  socket=$(awk '/Socket errors/ {n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i; print n}' "$out")
-  ERRS[$name]=$(( ${ERRS[$name]:-0} + ${non2xx:-0} + ${socket:-0} ))
-}
-median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 bytes() { curl -fsS "$@" | wc -c; }
 
 GZ=(-H 'Accept-Encoding: gzip')

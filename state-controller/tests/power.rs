@@ -125,17 +125,7 @@ async fn audit_mode_lets_each_power_run_and_logs_the_kill_it_would_make() {
         if *allowed {
             continue;
         }
-        let line = c
-            .wait_log(
-                &[
-                    "decision",
-                    &format!("container={name}"),
-                    "result=\"not done (audit mode)\"",
-                ],
-                T,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()));
+        let line = support::audit_decision(&c, name, T).await;
         assert!(line.contains(case.power), "{name}: {line}");
     }
     for (name, _, _) in &ran {

@@ -118,17 +118,7 @@ async fn audit_mode_lets_each_unsigned_image_run_and_logs_the_kill_it_would_make
     for (suffix, image, denial) in cases(&signed.images) {
         let name = run(&fx, suffix, &image);
         if let Some(reason) = denial {
-            let line = c
-                .wait_log(
-                    &[
-                        "decision",
-                        &format!("container={name}"),
-                        "result=\"not done (audit mode)\"",
-                    ],
-                    T,
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()));
+            let line = support::audit_decision(&c, &name, T).await;
             assert!(line.contains(reason), "{name}: {line}");
         }
         assert_eq!(state(&name), "running", "{name}");

@@ -1,12 +1,12 @@
 //! Every error the API gives: [`ApiError`], answered as JSON `{"error", "message"}` with the
-//! right status. The request filter never rejects (it dispatches on [`crate::routes`]), so
-//! there is no rejection to recover from.
+//! right status. The request filter never rejects once a route's path matched (see
+//! [`crate::filters`]), so there is no rejection to recover from.
 
 use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::models::ErrorBody;
+use serde::Serialize;
 
 /// A request the API refuses, with everything the answer needs.
 #[derive(Debug, Clone)]
@@ -122,4 +122,14 @@ pub fn show(v: &str) -> String {
     } else {
         format!("{v:?}")
     }
+}
+
+/// Every error: `{"error": "<code>", "message": "<what and why>"}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+    pub message: &'a str,
+    /// For 409: the IDs an ambiguous prefix matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<&'a [String]>,
 }

@@ -1,16 +1,24 @@
-//! The request filter: one warp filter that takes the method, path, query and headers and
-//! dispatches on the route table ([`crate::routes`]), so routing, the metrics labels and the
-//! 404/405 logic cannot disagree. The token is checked before anything but `/healthz`:
-//! without it a client learns nothing, not even which paths exist. Every answer, errors
-//! included, leaves through [`secure`], the one place security headers are added.
+//! The request filter. Routing is warp's: each route is a `warp::path!` filter that yields
+//! its [`Route`] (and the percent-decoded `{id}`), tried in the order of the table
+//! ([`crate::routes::TABLE`]); a path no filter matches is `None`. What follows a match is
+//! one function for every route, in this order: the token (before anything but
+//! `/healthz`: without it a client learns nothing, not even which paths exist, so an
+//! unknown path is 401 too), then the method (a known path is GET or HEAD, anything else is
+//! 405 with `Allow`; an unknown one is 404), then the handler. Per-route method filters and
+//! a `recover` would order these by warp's rejection ranking instead (it prefers a custom
+//! 401 over a 405 and a 405 over a 404 from any branch), which reorders the answers above;
+//! so no route ever rejects after its path matched. Every answer, errors included, leaves
+//! through [`secure`], the one place security headers are added, and is counted under its
+//! route's template (`other` for no route).
 
 use std::convert::Infallible;
+use std::str::FromStr;
 use std::time::Instant;
 
-use warp::Filter;
 use warp::filters::path::FullPath;
 use warp::http::{HeaderMap, HeaderValue, Method, header};
 use warp::reply::Response;
+use warp::{Filter, Rejection, path};
 
 use crate::errors::ApiError;
 use crate::routes::{Matched, Route};
@@ -19,7 +27,9 @@ use crate::{AppState, fleet, handlers, html};
 /// The whole API, JSON errors and request metrics included.
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    warp::method()
+    let route = matched().map(Some).or(warp::any().map(|| None)).unify();
+    route
+        .and(warp::method())
         .and(warp::path::full())
         .and(raw_query)
         .and(warp::header::headers_cloned())
@@ -27,7 +37,52 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .then(handle)
 }
 
+/// A `{id}` path segment, percent-decoded; a result that is not UTF-8 keeps replacement
+/// characters, which the key check later refuses (`handlers::check_key`).
+struct Key(String);
+
+impl FromStr for Key {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Key(percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()))
+    }
+}
+
+/// The route a request path names: one path filter per route of the table.
+pub fn matched() -> impl Filter<Extract = (Matched,), Error = Rejection> + Clone {
+    let at = |route: Route| move || Matched { route, id: None };
+    let with = |route: Route| move |k: Key| Matched { route, id: Some(k.0) };
+    path!("containers")
+        .map(at(Route::Containers))
+        .or(path!("containers" / Key).map(with(Route::Container)))
+        .unify()
+        .or(path!("containers" / Key / "logs").map(with(Route::Logs)))
+        .unify()
+        .or(path!("decisions").map(at(Route::Decisions)))
+        .unify()
+        .or(path!("healthz").map(at(Route::Healthz)))
+        .unify()
+        .or(path!("readyz").map(at(Route::Readyz)))
+        .unify()
+        .or(path!("metrics").map(at(Route::Metrics)))
+        .unify()
+        .or(path!("node").map(at(Route::Node)))
+        .unify()
+        .or(path!("fleet").map(at(Route::Fleet)))
+        .unify()
+        .or(path!("fleet" / "containers").map(at(Route::FleetContainers)))
+        .unify()
+        .or(path!("fleet" / "nodes").map(at(Route::FleetNodes)))
+        .unify()
+        .or(path!("fleet" / "decisions").map(at(Route::FleetDecisions)))
+        .unify()
+}
+
 async fn handle(
+    matched: Option<Matched>,
     method: Method,
     path: FullPath,
     query: String,
@@ -35,7 +90,6 @@ async fn handle(
     state: AppState,
 ) -> Response {
     let started = Instant::now();
-    let matched = Route::parse(path.as_str());
     let label = matched.as_ref().map_or("other", |m| m.route.template());
     let resp = match answer(&method, matched, &query, &headers, &state).await {
         Ok(r) => r,
@@ -363,5 +417,66 @@ mod tests {
             body.contains(r#"route="/containers/{id}",method="GET",status="404""#),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn warp_path_filters_route_and_label() {
+        let m = |p: &'static str| async move {
+            warp::test::request()
+                .path(p)
+                .filter(&matched())
+                .await
+                .ok()
+                .map(|m| (m.route, m.id))
+        };
+        assert_eq!(m("/containers").await, Some((Route::Containers, None)));
+        assert_eq!(
+            m("/containers/abc").await,
+            Some((Route::Container, Some("abc".into())))
+        );
+        assert_eq!(
+            m("/containers/abc/logs").await,
+            Some((Route::Logs, Some("abc".into())))
+        );
+        assert_eq!(
+            m("/containers/%2e%2e").await,
+            Some((Route::Container, Some("..".into())))
+        );
+        assert_eq!(
+            m("/containers/a%2").await,
+            Some((Route::Container, Some("a%2".into())))
+        );
+        for (p, r) in [
+            ("/decisions", Route::Decisions),
+            ("/healthz", Route::Healthz),
+            ("/readyz", Route::Readyz),
+            ("/metrics", Route::Metrics),
+            ("/node", Route::Node),
+            ("/fleet", Route::Fleet),
+            ("/fleet/containers", Route::FleetContainers),
+            ("/fleet/nodes", Route::FleetNodes),
+            ("/fleet/decisions", Route::FleetDecisions),
+        ] {
+            assert_eq!(m(p).await, Some((r, None)), "{p}");
+            assert_eq!(r.template(), p);
+        }
+        for none in [
+            "/",
+            "/nope",
+            "/fleet/nope",
+            "/fleet/nodes/x",
+            "/containers/a/b",
+            "/containers/a/logs/x",
+            "/containers//logs",
+            "/containers/../etc",
+        ] {
+            assert_eq!(m(none).await, None, "{none}");
+        }
+        // Every route of the table has a filter.
+        for (route, template) in crate::routes::TABLE {
+            let path = template.replace("{id}", "x");
+            let got = warp::test::request().path(&path).filter(&matched()).await;
+            assert_eq!(got.ok().map(|m| m.route), Some(route), "{template}");
+        }
     }
 }

@@ -113,7 +113,11 @@ pub fn list(
     let wants = Wants::from_headers(headers);
     let html = wants_html(headers);
     if filter.is_empty() {
-        let r = if html { snap.html() } else { snap.json.clone() };
+        let r = if html {
+            html::list(&snap)
+        } else {
+            snap.json.clone()
+        };
         return Ok(reply::send(&r, wants));
     }
     let shown: Vec<&Arc<Entry>> = snap

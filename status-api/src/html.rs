@@ -9,11 +9,14 @@
 //! already killed; published ports apart from EXPOSE-only ones; and what the controller
 //! did, or that it cannot be reached.
 
+use std::sync::Arc;
+
 use common::engine::container::{Port, State};
 use common::policy::Mode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::query::ListFilter;
+use crate::reply::Rendered;
 use crate::resources::HealthClass;
 use crate::status::format_seconds;
 use crate::views::{Entry, Snapshot};
@@ -317,6 +320,16 @@ fn footer(s: &Snapshot, refresh: bool) -> Markup {
             " · JSON: " span.mono { "curl http://HOST:8080/containers" }
         }
     }
+}
+
+/// The unfiltered list page of a snapshot: rendered once per snapshot, on first demand.
+pub fn list(s: &Snapshot) -> Arc<Rendered> {
+    s.html_with(render_list)
+}
+
+/// Renders the unfiltered list page (what [`crate::views::Views`] caches).
+pub fn render_list(s: &Snapshot) -> Rendered {
+    Rendered::new(list_page(s, &s.entries, None).into(), CONTENT_TYPE)
 }
 
 /// `GET /containers` for a browser: `filter` is `None` for the unfiltered page.

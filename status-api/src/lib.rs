@@ -7,8 +7,9 @@
 //!
 //! # Layout
 //! - [`config`]: the command line and environment (clap).
-//! - [`routes`]: the one route table; [`filters`]: the request filter that dispatches on it
-//!   and adds the security headers; [`handlers`]: the work behind each route.
+//! - [`routes`]: the route table (templates); [`filters`]: warp path filters per route, then
+//!   token, method and handler in one function, and the security headers; [`handlers`]:
+//!   the work behind each route.
 //! - [`views`]: the view cache (snapshots, per-container entries); [`reply`]: cached bodies
 //!   with ETag and gzip; [`models`]: the JSON types and the verdict; [`html`]: the page
 //!   (maud); [`errors`]: JSON `{"error","message"}`.
@@ -223,7 +224,7 @@ impl AppState {
             logs_enabled: opts.logs || opts.token.is_some(),
             token: opts.token,
             log_permits: Arc::new(Semaphore::new(LOG_CONCURRENCY)),
-            views: Views::default(),
+            views: Views::new(html::render_list),
             decisions: Decisions::new(opts.controller_url),
             policy_file: FileStatus::default(),
             fleet,

@@ -10,10 +10,9 @@ use serde::Serialize;
 
 use crate::resources::{HealthClass, ResourceClass, Sample};
 use crate::status::format_seconds;
-use crate::views::Entry;
 
 /// One container, as `GET /containers` lists it and `GET /containers/{id}` returns it. Built
-/// from a cached [`Entry`] (see [`crate::views`]).
+/// from a cached entry of [`crate::views`] (`ContainerView::new` lives there).
 #[derive(Debug, Serialize)]
 pub struct ContainerView<'a> {
     pub id: &'a str,
@@ -106,16 +105,6 @@ pub struct VerdictView {
     pub signed_by: Option<String>,
 }
 
-/// Every error: `{"error": "<code>", "message": "<what and why>"}`.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: &'a str,
-    pub message: &'a str,
-    /// For 409: the IDs an ambiguous prefix matched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub candidates: Option<&'a [String]>,
-}
-
 /// `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Serialize)]
 pub struct Probe {
@@ -153,37 +142,6 @@ impl From<&Decision> for VerdictView {
                 Decision::Allow(a) => a.signed_by.clone(),
                 _ => None,
             },
-        }
-    }
-}
-
-impl<'a> ContainerView<'a> {
-    pub fn new(e: &'a Entry) -> Self {
-        let c = &e.c;
-        ContainerView {
-            id: &c.id,
-            name: &c.name,
-            image: &c.image,
-            image_id: &c.image_id,
-            state: c.state,
-            status: &e.status,
-            created: &c.created,
-            started_at: c.started_at.as_deref(),
-            finished_at: c.finished_at.as_deref(),
-            exit_code: c.exit_code,
-            health: c.health.as_deref(),
-            health_class: e.health_class,
-            resource_class: e.resource_class,
-            resources: e.sample.as_ref().map(ResourcesView::from),
-            restart_count: c.restart_count,
-            ports: &c.ports,
-            labels: &c.labels,
-            labels_cut: c.labels_cut,
-            problem: c.problem.as_deref(),
-            power: &e.power,
-            power_unknown: !e.power_known,
-            verdict: e.verdict.as_ref().map(VerdictView::from),
-            last_action: e.last_action.as_ref(),
         }
     }
 }

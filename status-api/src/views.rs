@@ -32,11 +32,11 @@ use common::policy::Missing;
 use common::reload::Loaded;
 use jiff::Timestamp;
 
-use crate::models::ContainerView;
+use crate::models::{ContainerView, ResourcesView, VerdictView};
 use crate::reply::Rendered;
 use crate::resources::{HealthClass, ResourceClass, Sample};
 use crate::status::{Times, status_text};
-use crate::{AppState, decisions, html};
+use crate::{AppState, decisions};
 
 /// One container, ready to serve.
 #[derive(Debug)]
@@ -153,14 +153,13 @@ impl Snapshot {
         self.by_id.get(id).and_then(|i| self.entries.get(*i))
     }
 
-    /// The page for browsers.
-    pub fn html(&self) -> Arc<Rendered> {
+    /// The page for browsers, rendered by `render` on first demand (see
+    /// [`crate::html::list`]) and kept; the previous snapshot's copy (and its ETag) is
+    /// reused when the page reads the same.
+    pub fn html_with(&self, render: impl FnOnce(&Self) -> Rendered) -> Arc<Rendered> {
         self.html
             .get_or_init(|| {
-                let r = Rendered::new(
-                    html::list_page(self, &self.entries, None).into(),
-                    html::CONTENT_TYPE,
-                );
+                let r = render(self);
                 match &self.prev_html {
                     Some(prev) if prev.hash == r.hash => prev.clone(),
                     _ => Arc::new(r),
@@ -171,8 +170,11 @@ impl Snapshot {
 }
 
 /// The cache; one per server.
-#[derive(Default)]
 pub struct Views {
+    /// Renders a snapshot's page (see [`crate::html::render_list`]): the refresher renders
+    /// it ahead of requests while browsers ask for it. A parameter, so that this cache does
+    /// not depend on the page it caches.
+    render: fn(&Snapshot) -> Rendered,
     current: RwLock<Option<Arc<Snapshot>>>,
     /// Held while building; keeps what survives between snapshots.
     build: Mutex<HashMap<String, Base>>,
@@ -205,6 +207,18 @@ struct Base {
 }
 
 impl Views {
+    pub fn new(render: fn(&Snapshot) -> Rendered) -> Self {
+        Views {
+            render,
+            current: RwLock::default(),
+            build: Mutex::default(),
+            picture: AtomicU64::default(),
+            refreshing: AtomicBool::default(),
+            demand: AtomicI64::default(),
+            nudge: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Something in the picture changed (an informer notice, the identity).
     pub fn touch(&self) {
         // The refresher is not woken: a request builds a snapshot whose facts changed itself
@@ -326,7 +340,7 @@ impl Views {
         // (unchanged bytes keep the previous copy), and the page only while browsers ask.
         snap.json.gzip();
         if prev.as_ref().is_some_and(|p| p.html.get().is_some()) {
-            snap.html().gzip();
+            snap.html_with(self.render).gzip();
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
         snap
@@ -509,6 +523,38 @@ pub fn list_json<'a>(objects: impl Iterator<Item = &'a Bytes> + Clone, synced: b
     }
     out.put_slice(format!("],\"count\":{count},\"synced\":{synced}}}").as_bytes());
     out.freeze()
+}
+
+impl<'a> ContainerView<'a> {
+    /// The JSON of one cached entry.
+    pub fn new(e: &'a Entry) -> Self {
+        let c = &e.c;
+        ContainerView {
+            id: &c.id,
+            name: &c.name,
+            image: &c.image,
+            image_id: &c.image_id,
+            state: c.state,
+            status: &e.status,
+            created: &c.created,
+            started_at: c.started_at.as_deref(),
+            finished_at: c.finished_at.as_deref(),
+            exit_code: c.exit_code,
+            health: c.health.as_deref(),
+            health_class: e.health_class,
+            resource_class: e.resource_class,
+            resources: e.sample.as_ref().map(ResourcesView::from),
+            restart_count: c.restart_count,
+            ports: &c.ports,
+            labels: &c.labels,
+            labels_cut: c.labels_cut,
+            problem: c.problem.as_deref(),
+            power: &e.power,
+            power_unknown: !e.power_known,
+            verdict: e.verdict.as_ref().map(VerdictView::from),
+            last_action: e.last_action.as_ref(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -145,7 +145,9 @@ pub fn route(method: &str, uri: &str) -> Result<Route, Unreadable> {
     {
         return Ok(Route::Other);
     }
-    let path = clean(
+    // Like Go's `path.Clean`: the engine's router redirects unclean paths; judging the
+    // clean one is stricter.
+    let path = common::power::path::clean(
         &percent_decode(raw_path)
             .ok_or_else(|| Unreadable(format!("bad percent-encoding in {raw_path:?}")))?,
     );
@@ -256,22 +258,6 @@ fn decode_bytes(s: &str, plus_is_space: bool) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Like Go's `path.Clean` on an absolute path: no empty, `.` or `..` segments, no trailing
-/// slash (the engine's router redirects unclean paths; judging the clean one is stricter).
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// The first value of `key` in a query, as Go's `url.ParseQuery` and `Form.Get` read it. A

@@ -7,6 +7,7 @@ pub mod power;
 pub mod signing;
 
 use std::path::Path;
+use std::time::Duration;
 
 use testkit::{Controller, Fixture, Scope};
 
@@ -27,4 +28,19 @@ pub async fn controlled(policy: &str, args: &[&str]) -> Option<(Fixture, Control
 /// action, ...) on top.
 pub fn allow_ok(scope: &Scope, head: &str) -> String {
     format!("{head}\n[[allow]]\nname = \"{}-ok*\"\n", scope.id)
+}
+
+/// The audit-mode decision line the controller logs for container `name` (the kill it would
+/// have made), within `timeout`; panics with the controller's log when none comes.
+pub async fn audit_decision(c: &Controller, name: &str, timeout: Duration) -> String {
+    c.wait_log(
+        &[
+            "decision",
+            &format!("container={name}"),
+            "result=\"not done (audit mode)\"",
+        ],
+        timeout,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_text()))
 }

@@ -45,12 +45,8 @@ const fn no_start(
     power: &'static str,
 ) -> Case {
     Case {
-        key,
-        args,
-        grant,
-        power,
-        grantable: true,
         starts: false,
+        ..case(key, args, grant, power)
     }
 }
 

@@ -635,6 +635,27 @@ fn snapshot(state: &AppState, headers: &HeaderMap) -> Result<Arc<FleetSnapshot>,
     })
 }
 
+/// Takes `node=` (a pattern; empty means any, given at most once) out of a query, and
+/// hands back the rest for the per-node parser.
+#[allow(clippy::type_complexity)]
+fn split_node(params: &[(String, String)]) -> Result<(Option<Pattern>, Vec<(String, String)>), ApiError> {
+    let mut node = None;
+    let mut rest = Vec::with_capacity(params.len());
+    for (k, v) in params {
+        if k == "node" {
+            if node.is_some() {
+                return Err(ApiError::bad_param(k, "given more than once"));
+            }
+            if !v.is_empty() {
+                node = Some(Pattern::parse(k, v)?);
+            }
+        } else {
+            rest.push((k.clone(), v.clone()));
+        }
+    }
+    Ok((node, rest))
+}
+
 /// The filters of `GET /fleet/containers`: those of `GET /containers`, plus `node`.
 #[derive(Debug, Default)]
 pub struct FleetFilter {
@@ -644,20 +665,7 @@ pub struct FleetFilter {
 
 impl FleetFilter {
     pub fn parse(params: &[(String, String)], any_policy: bool) -> Result<FleetFilter, ApiError> {
-        let mut node = None;
-        let mut rest = Vec::with_capacity(params.len());
-        for (k, v) in params {
-            if k == "node" {
-                if node.is_some() {
-                    return Err(ApiError::bad_param(k, "given more than once"));
-                }
-                if !v.is_empty() {
-                    node = Some(Pattern::parse(k, v)?);
-                }
-            } else {
-                rest.push((k.clone(), v.clone()));
-            }
-        }
+        let (node, rest) = split_node(params)?;
         let list = ListFilter::parse(&rest, any_policy).map_err(|mut e| {
             if e.message.contains("known parameters") {
                 e.message = e
@@ -739,20 +747,7 @@ pub fn decisions(
     params: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut node = None;
-    let mut rest = Vec::new();
-    for (k, v) in params {
-        if k == "node" {
-            if node.is_some() {
-                return Err(ApiError::bad_param(k, "given more than once"));
-            }
-            if !v.is_empty() {
-                node = Some(Pattern::parse(k, v)?);
-            }
-        } else {
-            rest.push((k.clone(), v.clone()));
-        }
-    }
+    let (node, rest) = split_node(params)?;
     let container = query::parse_container(&rest)?;
     let snap = match snapshot(state, headers) {
         Ok(s) => s,
@@ -790,13 +785,7 @@ pub fn node(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::query::tests::q;
 
     fn item(node: &str, body: &'static str) -> merge::Item {
         let list = merge::containers(&Bytes::from(format!("{{\"containers\":[{body}]}}"))).unwrap();
