@@ -44,7 +44,7 @@ BENCH=bench EXTRA_TOOLS="nginx:nginx-light"
 # STARTED_PID and STARTED_ADDR.
 start_api() {
   local bin=$1 log=$2
-  "$bin" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$log" 2>&1 &
+  "${API_ENV[@]}" "$bin" --listen 127.0.0.1:0 --scope "$SCOPE" --log-format json >"$log" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
   STARTED_ADDR=""

@@ -45,7 +45,7 @@ for n in "${NODES[@]}"; do
     --network none "$TAG" >/dev/null || fail "could not start the containers of $n"
 done
 for n in "${NODES[@]}"; do
-  "$BIN/status-api" --listen "127.0.0.1:${PORT[$n]}" --scope "dwtest.fleetbench=$PREFIX-$n" \
+  "${API_ENV[@]}" "$BIN/status-api" --listen "127.0.0.1:${PORT[$n]}" --scope "dwtest.fleetbench=$PREFIX-$n" \
     --allowlist "$WORK/policy/allowlist.toml" --peers "$PEERS" --node-name "$PREFIX-$n" \
     --log-format json >"$WORK/$n.log" 2>&1 &
   PID_OF[$n]=$!

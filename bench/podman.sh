@@ -189,8 +189,11 @@ say "$(cat "$WORK"/dwtest-bench-"$RUN_ID"-ck-*.controller.log 2>/dev/null | grep
   grep 'trigger="start event"' | sed -n 's/.*latency_ms=\([0-9.]*\) call_ms=\([0-9.]*\).*/\1 \2/p' |
   awk '{print $1 - $2}' | sort -n | awk '{a[NR] = $1} END {
     if (NR == 0) { print "start event -> kill call: no kill on the start event"; exit }
+    # Nearest rank; computed apart: a ">" inside printf arguments is a redirection to awk.
+    p50 = int(NR * 0.5 + 0.5); if (p50 < 1) p50 = 1
+    p90 = int(NR * 0.9 + 0.5); if (p90 < 1) p90 = 1
     printf "start event -> kill call (latency_ms - call_ms), %d kills: p50 %.1f ms, p90 %.1f ms, max %.1f ms\n",
-      NR, a[int(NR * 0.5 + 0.5) > 0 ? int(NR * 0.5 + 0.5) : 1], a[int(NR * 0.9 + 0.5) > 0 ? int(NR * 0.9 + 0.5) : 1], a[NR] }')"
+      NR, a[p50], a[p90], a[NR] }')"
 grep -E '^\| +[0-9]+ \| kill: controller / floor kill' "$REPORT" | awk -F'|' '{gsub(/ /, "", $2); gsub(/ /, "", $4); print "  (per size, N=" $2 ": " $4 ")"}' | tee -a "$REPORT"
 inspect_kills=$(cat "$WORK"/dwtest-bench-"$RUN_ID"-c[kr]-*.controller.log 2>/dev/null |
   grep ' decision ' | grep ' result=ok' | grep -c -E 'trigger=("inspect|inspect( |$))' || true)

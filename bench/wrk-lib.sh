@@ -3,8 +3,8 @@
 # image), WORK (a temporary directory), THREADS, CONNECTIONS and DURATION. Gives: log and
 # fail; the cleanup on exit (processes in PIDS by PID, containers named PREFIX-*, the image,
 # WORK); the tools (wrk, curl and any in EXTRA_TOOLS, from Debian); the static build and
-# the sleeper image (BIN); free_port; load (one wrk round) with its RPS, P99 and ERRS;
-# median; count.
+# the sleeper image (BIN); API_ENV (status-api's environment as deployed); free_port; load
+# (one wrk round) with its RPS, P99 and ERRS; median; count.
 # shellcheck shell=bash disable=SC2034
 PIDS=()
 
@@ -34,6 +34,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need[@]}" >&2
 fi
 timeout 10 docker info >/dev/null 2>&1 || fail "no Docker Engine answers"
+
+# status-api as the deployments run it: with the MALLOC_ARENA_MAX that docker-compose.yml sets
+# for it (the stack and the DaemonSet set the same), in API_ENV; not for wrk or nginx.
+arena=$(sed -n 's/^ *- MALLOC_ARENA_MAX=\([0-9]*\)$/\1/p' docker-compose.yml)
+[ -n "$arena" ] || fail "docker-compose.yml sets no MALLOC_ARENA_MAX for status-api"
+API_ENV=(env "MALLOC_ARENA_MAX=$arena")
 
 # status-api as shipped (static release) and the sleeper fixture (FROM scratch, nothing pulled).
 bash scripts/build-static.sh >&2

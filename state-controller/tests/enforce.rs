@@ -60,6 +60,15 @@ async fn allowed_containers_live_and_denied_ones_are_killed() {
         "{bad_actions:?}"
     );
     assert_eq!(kills_done(&c).await, 1.0);
+    // Counted once (issue 19): the create event, the start fast path and the inspects
+    // around the kill are one container under one policy generation. Given a second for
+    // any late inspect to arrive: it must neither kill again nor count a comeback.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let denied = c.metric("dockwarden_decisions_total{verdict=\"deny\"}").await;
+    assert_eq!(denied, 1.0, "{}", c.log_text());
+    assert_eq!(kills_done(&c).await, 1.0, "{}", c.log_text());
+    let comebacks = c.metric("dockwarden_recurring_total").await;
+    assert_eq!(comebacks, 0.0, "{}", c.log_text());
 }
 
 #[tokio::test]

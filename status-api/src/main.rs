@@ -9,9 +9,24 @@ use status_api::config::{Cli, Command};
 /// Exit code for a missing or invalid allowlist, as the controller uses.
 const EXIT_BAD_POLICY: u8 = 2;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A runtime of `--workers` threads (one by default; the snapshot builds run on tokio's
+    // blocking pool): see the flag's documentation for why.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::try_from(cli.serve.workers).unwrap_or(1))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(serve(cli)),
+        Err(e) => {
+            eprintln!("status-api: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli) -> ExitCode {
     if let Some(Command::Healthcheck { url }) = cli.command {
         let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/healthz", cli.serve.listen.port()));
         return common::http::probe::healthcheck(&url).await;
