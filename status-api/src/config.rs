@@ -51,14 +51,15 @@ pub struct ServeArgs {
     /// --scope. Unset or empty: every container.
     #[arg(long, env = "DOCKWARDEN_SCOPE", value_parser = common::informer::parse_label_selector)]
     pub scope: Option<String>,
-    /// Threads that serve requests. One by default: every answer is bytes made in advance
-    /// (the snapshot is rebuilt and compressed on a thread of its own), so one thread keeps
-    /// up with the load, and with fewer threads competing for the cores its slowest answers
-    /// come sooner. Measured at 1,000 containers (wrk -t2 -c16, gzip, 2 cores, four
-    /// alternating rounds): p99 18-106 ms with one worker and `MALLOC_ARENA_MAX=1` against
-    /// 185-400 ms with two workers (one per core, tokio's default), and peak RSS 17.9
-    /// against 23.9 MiB (docs/status-api-performance.md).
-    #[arg(long, env = "STATUS_API_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// Threads that serve requests. Two by default, one per core of a small node: at 100
+    /// containers (53 KB answers) most of a request's time is the kernel copying the answer
+    /// into the socket, and one thread served 0.77x of what the build before issues 17-20
+    /// (tokio's default, one thread per core) served in the same run; two threads 1.1x.
+    /// The slowest answers do not tell the two apart on 2 cores (1,000 containers, gzip,
+    /// eight alternating rounds: p99 median 177 ms with two, 150 ms with one, both swinging
+    /// between 12 and 544 ms with the machine; docs/status-api-performance.md). More threads
+    /// only add memory and contention: the answers are bytes made in advance.
+    #[arg(long, env = "STATUS_API_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub workers: u64,
     /// Seconds between two rounds of CPU and memory sampling.
     #[arg(long, env = "STATUS_API_STATS_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -116,7 +117,7 @@ mod tests {
         assert!(c.command.is_none());
         assert_eq!(c.serve.listen.port(), 8080);
         assert_eq!(c.serve.stats_interval, 5);
-        assert_eq!(c.serve.workers, 1);
+        assert_eq!(c.serve.workers, 2);
         assert_eq!(
             Cli::try_parse_from(["s", "--workers", "4"])
                 .unwrap()

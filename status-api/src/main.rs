@@ -11,10 +11,10 @@ const EXIT_BAD_POLICY: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A runtime of `--workers` threads (one by default; the snapshot builds run on tokio's
+    // A runtime of `--workers` threads (two by default; the snapshot builds run on tokio's
     // blocking pool): see the flag's documentation for why.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::try_from(cli.serve.workers).unwrap_or(1))
+        .worker_threads(usize::try_from(cli.serve.workers).unwrap_or(2))
         .enable_all()
         .build();
     match runtime {

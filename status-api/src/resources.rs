@@ -3,8 +3,12 @@
 //! sample from here.
 //!
 //! Every `interval` one round asks the engine for a `one-shot` stats sample of each running
-//! container (a few ms each; without `one-shot` the engine waits a whole sampling period,
-//! ~1 s, to fill `precpu_stats`), with at most [`CONCURRENCY`] calls in flight. CPU % is the
+//! container (without `one-shot` the engine waits a whole sampling period, ~1 s, to fill
+//! `precpu_stats`), with at most [`CONCURRENCY`] calls in flight. Docker 20.10 still answers
+//! a `one-shot` call at its collector's next one-second tick, so there a round samples about
+//! [`CONCURRENCY`] containers a second and lasts longer than the interval past a few dozen
+//! containers (the next one then starts at once); each sample costs the engine ~2 ms of CPU,
+//! which is why the rounds are not made wider (docs/status-api.md). CPU % is the
 //! change of the container's CPU time over the change of the host's CPU time between this
 //! round's sample and the previous one, times the number of CPUs: `docker stats` semantics,
 //! so a container that keeps one core busy shows 100 %. An engine that ignores `one-shot`
@@ -22,8 +26,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Stats calls in flight at once: enough to finish a round of hundreds of containers in well
-/// under a second, few enough not to crowd the engine.
+/// Stats calls in flight at once: few enough not to crowd the engine (see the module
+/// documentation for how long a round takes).
 pub const CONCURRENCY: usize = 8;
 /// A stats call that takes longer is abandoned; the container keeps its previous figures.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

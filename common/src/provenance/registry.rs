@@ -332,12 +332,8 @@ impl RegistryClient {
             if same_host && let Some(a) = &auth {
                 headers.push((header::AUTHORIZATION, a.clone()));
             }
-            let c = self.client_for(&endpoint)?;
             let t = self.settings.request_timeout;
-            let resp = c
-                .exchange(what, Method::GET, &path, &headers, t)
-                .await
-                .map_err(|e| unreachable(&e))?;
+            let (c, resp) = self.send_get(&endpoint, what, &path, &headers).await?;
             let status = resp.status();
             if status.is_success() {
                 let too_large = |message: String| RegistryError::TooLarge {
@@ -422,6 +418,23 @@ impl RegistryClient {
         }
     }
 
+    /// One GET to `endpoint` within the request timeout; the client comes back with the
+    /// answer, to read an error status's message with.
+    async fn send_get(
+        &self,
+        endpoint: &Endpoint,
+        what: &str,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<(Client, hyper::Response<hyper::body::Incoming>), RegistryError> {
+        let c = self.client_for(endpoint)?;
+        let resp = c
+            .exchange(what, Method::GET, path, headers, self.settings.request_timeout)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        Ok((c, resp))
+    }
+
     /// Answers a 401's challenges: a Bearer token from the realm (with Basic credentials
     /// when there are any), or Basic itself.
     async fn authenticate(
@@ -470,12 +483,8 @@ impl RegistryClient {
         if let Some(b) = self.basic.as_ref().and_then(Basic::header) {
             headers.push((header::AUTHORIZATION, b));
         }
-        let c = self.client_for(&endpoint)?;
         let t = self.settings.request_timeout;
-        let resp = c
-            .exchange(what, Method::GET, &path, &headers, t)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let (c, resp) = self.send_get(&endpoint, what, &path, &headers).await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let e = c.status_error(what, resp, t).await;
