@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Threads that serve requests unless `--workers` says otherwise (see the flag).
+pub const DEFAULT_WORKERS: usize = 2;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "status-api",
@@ -59,8 +62,9 @@ pub struct ServeArgs {
     /// eight alternating rounds: p99 median 177 ms with two, 150 ms with one, both swinging
     /// between 12 and 544 ms with the machine; docs/status-api-performance.md). More threads
     /// only add memory and contention: the answers are bytes made in advance.
-    #[arg(long, env = "STATUS_API_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub workers: u64,
+    #[arg(long, env = "STATUS_API_WORKERS", default_value_t = DEFAULT_WORKERS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub workers: usize,
     /// Seconds between two rounds of CPU and memory sampling.
     #[arg(long, env = "STATUS_API_STATS_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stats_interval: u64,

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     // A runtime of `--workers` threads (two by default; the snapshot builds run on tokio's
     // blocking pool): see the flag's documentation for why.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::try_from(cli.serve.workers).unwrap_or(2))
+        .worker_threads(cli.serve.workers)
         .enable_all()
         .build();
     match runtime {
