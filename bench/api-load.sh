@@ -19,8 +19,9 @@
 # the after, both beside nginx in the same run.
 #
 # The machine is shared: a burst of other work during one target's run would decide the
-# comparison. So the targets take turns (status-api, nginx, status-api, nginx, ... ROUNDS
-# times each) and the table shows each one's median round.
+# comparison. So the targets take turns, ROUNDS rounds of one turn each, in a fresh random
+# order every round (SEED=N repeats a run's orders), and the table shows each one's median
+# round.
 #
 # Not a timed test: figures depend on the machine (this one: 2 cores shared by wrk, the
 # server under test and dockerd). Exit status: 0 when every goal is met, 1 otherwise.
@@ -144,15 +145,22 @@ for N in $SIZES; do
   plain_bytes=$(wc -c <"$WORK/www/containers.json")
   gzip_bytes=$(wc -c <"$WORK/www/containers.json.gz")
 
-  for _ in $(seq 1 "$ROUNDS"); do
-    load "api-plain-$N" "http://$API_ADDR/containers"
-    load "nginx-plain-$N" "http://127.0.0.1:$NGINX_PORT/containers"
-    load "api-gzip-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip'
-    load "nginx-gzip-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip'
-    if [ -n "$BASE_ADDR" ]; then
-      load "base-plain-$N" "http://$BASE_ADDR/containers"
-      load "base-gzip-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip'
-    fi
+  # A fresh order of the targets in every round (see shuffled in bench/wrk-lib.sh).
+  targets=(api-plain api-gzip nginx-plain nginx-gzip)
+  [ -n "$BASE_ADDR" ] && targets+=(base-plain base-gzip)
+  for round in $(seq 1 "$ROUNDS"); do
+    order=$(shuffled "$((SEED + N * 100 + round))" "${targets[@]}")
+    log "round $round of $ROUNDS at $N containers (SEED=$SEED):" $order
+    for t in $order; do
+      case $t in
+        api-plain) load "$t-$N" "http://$API_ADDR/containers" ;;
+        api-gzip) load "$t-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
+        nginx-plain) load "$t-$N" "http://127.0.0.1:$NGINX_PORT/containers" ;;
+        nginx-gzip) load "$t-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip' ;;
+        base-plain) load "$t-$N" "http://$BASE_ADDR/containers" ;;
+        base-gzip) load "$t-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
+      esac
+    done
   done
   [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api lost containers under load"
   rss=$(rss_kib "$API_PID" VmRSS)
@@ -193,7 +201,7 @@ done
 
 echo
 echo "GET /containers, status-api beside nginx ($NGINX_WORKERS worker) serving the same bytes from a file"
-echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
+echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns in a random order (SEED=$SEED), median round shown; loopback;"
 echo "$(nproc) cores shared by wrk, both servers, dockerd and whatever else runs on the machine; one run of this script"
 echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine shows here"
 echo

@@ -15,8 +15,9 @@
 #   bash bench/fleet-load.sh                 # N=100 per node, 3 rounds of 5 s per target
 #   N=50 ROUNDS=5 DURATION=10s bash bench/fleet-load.sh
 #
-# Targets take turns (single, fleet, single, fleet, ... ROUNDS times each, per form) and the
-# table shows each one's median round. Not a timed test; exit 0 when every goal is met.
+# Targets (single and fleet, plain and gzip) take turns, ROUNDS rounds of one turn each, in a
+# fresh random order every round (SEED=N repeats a run's orders), and the table shows each
+# one's median round. Not a timed test; exit 0 when every goal is met.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,11 +71,17 @@ log "fleet up: 3 status-api (pids ${PID_OF[n1]} ${PID_OF[n2]} ${PID_OF[n3]}), no
 bytes() { curl -fsS "$@" | wc -c; }
 
 GZ=(-H 'Accept-Encoding: gzip')
-for _ in $(seq 1 "$ROUNDS"); do
-  load single-plain "$A/containers"
-  load fleet-plain "$A/fleet/containers"
-  load single-gzip "$A/containers" "${GZ[@]}"
-  load fleet-gzip "$A/fleet/containers" "${GZ[@]}"
+for round in $(seq 1 "$ROUNDS"); do
+  order=$(shuffled "$((SEED + round))" single-plain fleet-plain single-gzip fleet-gzip)
+  log "round $round of $ROUNDS (SEED=$SEED):" $order
+  for t in $order; do
+    case $t in
+      single-plain) load "$t" "$A/containers" ;;
+      fleet-plain) load "$t" "$A/fleet/containers" ;;
+      single-gzip) load "$t" "$A/containers" "${GZ[@]}" ;;
+      fleet-gzip) load "$t" "$A/fleet/containers" "${GZ[@]}" ;;
+    esac
+  done
 done
 [ "$(count "$A/fleet/containers")" -eq $((3 * N)) ] || fail "the fleet view lost containers under load"
 rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/${PID_OF[n1]}/status")
@@ -104,7 +111,7 @@ awk -v h="$hwm" 'BEGIN { exit !(h > 20 * 1024) }' && ok=0
 
 echo
 echo "Node 1 of a 3-node fleet ($N containers per node): GET /containers (its $N) beside GET /fleet/containers (all $((3 * N)))"
-echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns, median round shown; loopback;"
+echo "wrk -t$THREADS -c$CONNECTIONS, $ROUNDS rounds of $DURATION per target taking turns in a random order (SEED=$SEED), median round shown; loopback;"
 echo "$(nproc) cores shared by wrk, the three status-api, dockerd and whatever else runs on the machine; one run of this script"
 echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine shows here"
 echo

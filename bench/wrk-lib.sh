@@ -82,6 +82,17 @@ load() {
   ERRS[$name]=$(( ${ERRS[$name]:-0} + ${non2xx:-0} + ${socket:-0} ))
 }
 
+# The targets of a bench take turns, one round each, in a fresh order every round: a fixed
+# order gave the slow rounds to the targets in its first places, whichever build was there
+# (docs/status-api-performance.md). SEED=N repeats a run's orders.
+SEED=${SEED:-$RANDOM}
+# shuffled SEED WORD...: the words (no spaces), one per line, in the order SEED draws.
+shuffled() {
+  local seed=$1
+  shift
+  printf '%s\n' "$@" | awk -v s="$seed" 'BEGIN { srand(s) } { printf "%.9f %s\n", rand(), $0 }' | sort -n | cut -d' ' -f2
+}
+
 # The median of a list of numbers.
 median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
