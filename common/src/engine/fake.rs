@@ -48,6 +48,10 @@ pub struct FakeState {
     pub defaults: EngineDefaults,
     /// Installed engine plugins: name → the reference it was pulled from.
     pub plugins: HashMap<String, String>,
+    /// How long each container inspect takes (the engine's round trip; none by default). A
+    /// test whose consumer must run between two answers sets it: an instant fake answers a
+    /// whole re-list in one burst, which no engine does.
+    pub inspect_delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -142,6 +146,10 @@ impl Engine for FakeEngine {
     }
 
     async fn inspect(&self, id: &str) -> Result<Container, EngineError> {
+        let delay = self.state().inspect_delay;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         let s = self.state();
         if s.broken.iter().any(|b| b == id) {
             return Err(status(500));

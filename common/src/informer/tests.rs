@@ -161,10 +161,15 @@ async fn notices_the_consumer_cannot_take_make_a_relist_not_a_loss() {
     for i in 0..5 {
         fake.add(&format!("id{i}"), &format!("c{i}"));
     }
+    // Answers one at a time, as an engine does: an instant fake with eight workers would
+    // answer each re-list's five inspects in one burst, past the three places even while
+    // the consumer reads, and the same container could be the one left out every time.
+    fake.state().inspect_delay = Some(Duration::from_millis(10));
     let mut r = start(
         &fake,
         Config {
             notice_capacity: 3,
+            workers: 1,
             ..Default::default()
         },
     );
