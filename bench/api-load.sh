@@ -109,6 +109,19 @@ for _ in $(seq 1 50); do
 done
 log "status-api (pid $API_PID) on $API_ADDR, nginx (pid $NGINX_PID, $NGINX_WORKERS worker) on 127.0.0.1:$NGINX_PORT"
 
+# turn TARGET: one measured round of TARGET at the current N (see take_turns).
+turn() {
+  case $1 in
+    api-plain) load "$1-$N" "http://$API_ADDR/containers" ;;
+    api-gzip) load "$1-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
+    nginx-plain) load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers" ;;
+    nginx-gzip) load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip' ;;
+    base-plain) load "$1-$N" "http://$BASE_ADDR/containers" ;;
+    base-gzip) load "$1-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
+    *) fail "no target $1" ;;
+  esac
+}
+
 declare -A RSS_LINE
 rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
@@ -145,23 +158,10 @@ for N in $SIZES; do
   plain_bytes=$(wc -c <"$WORK/www/containers.json")
   gzip_bytes=$(wc -c <"$WORK/www/containers.json.gz")
 
-  # A fresh order of the targets in every round (see shuffled in bench/wrk-lib.sh).
+  # A fresh order of the targets in every round (take_turns in bench/wrk-lib.sh).
   targets=(api-plain api-gzip nginx-plain nginx-gzip)
   [ -n "$BASE_ADDR" ] && targets+=(base-plain base-gzip)
-  for round in $(seq 1 "$ROUNDS"); do
-    order=$(shuffled "$((SEED + N * 100 + round))" "${targets[@]}")
-    log "round $round of $ROUNDS at $N containers (SEED=$SEED):" $order
-    for t in $order; do
-      case $t in
-        api-plain) load "$t-$N" "http://$API_ADDR/containers" ;;
-        api-gzip) load "$t-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
-        nginx-plain) load "$t-$N" "http://127.0.0.1:$NGINX_PORT/containers" ;;
-        nginx-gzip) load "$t-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip' ;;
-        base-plain) load "$t-$N" "http://$BASE_ADDR/containers" ;;
-        base-gzip) load "$t-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
-      esac
-    done
-  done
+  take_turns "$((SEED + N * 100))" " at $N containers" "${targets[@]}"
   [ "$(count "http://$API_ADDR/containers")" -eq "$N" ] || fail "status-api lost containers under load"
   rss=$(rss_kib "$API_PID" VmRSS)
   hwm=$(rss_kib "$API_PID" VmHWM)

@@ -71,18 +71,17 @@ log "fleet up: 3 status-api (pids ${PID_OF[n1]} ${PID_OF[n2]} ${PID_OF[n3]}), no
 bytes() { curl -fsS "$@" | wc -c; }
 
 GZ=(-H 'Accept-Encoding: gzip')
-for round in $(seq 1 "$ROUNDS"); do
-  order=$(shuffled "$((SEED + round))" single-plain fleet-plain single-gzip fleet-gzip)
-  log "round $round of $ROUNDS (SEED=$SEED):" $order
-  for t in $order; do
-    case $t in
-      single-plain) load "$t" "$A/containers" ;;
-      fleet-plain) load "$t" "$A/fleet/containers" ;;
-      single-gzip) load "$t" "$A/containers" "${GZ[@]}" ;;
-      fleet-gzip) load "$t" "$A/fleet/containers" "${GZ[@]}" ;;
-    esac
-  done
-done
+# turn TARGET: one measured round of TARGET (see take_turns in bench/wrk-lib.sh).
+turn() {
+  case $1 in
+    single-plain) load "$1" "$A/containers" ;;
+    fleet-plain) load "$1" "$A/fleet/containers" ;;
+    single-gzip) load "$1" "$A/containers" "${GZ[@]}" ;;
+    fleet-gzip) load "$1" "$A/fleet/containers" "${GZ[@]}" ;;
+    *) fail "no target $1" ;;
+  esac
+}
+take_turns "$SEED" "" single-plain fleet-plain single-gzip fleet-gzip
 [ "$(count "$A/fleet/containers")" -eq $((3 * N)) ] || fail "the fleet view lost containers under load"
 rss=$(awk '$1 == "VmRSS:" {print $2}' "/proc/${PID_OF[n1]}/status")
 hwm=$(awk '$1 == "VmHWM:" {print $2}' "/proc/${PID_OF[n1]}/status")

@@ -92,6 +92,17 @@ shuffled() {
   shift
   printf '%s\n' "$@" | awk -v s="$seed" 'BEGIN { srand(s) } { printf "%.9f %s\n", rand(), $0 }' | sort -n | cut -d' ' -f2
 }
+# take_turns SEED_BASE LABEL TARGET...: ROUNDS rounds, each running every TARGET once through
+# the bench's own `turn TARGET`, in the order shuffled draws from SEED_BASE + the round.
+take_turns() {
+  local base=$1 label=$2 round order t
+  shift 2
+  for round in $(seq 1 "$ROUNDS"); do
+    order=$(shuffled "$((base + round))" "$@")
+    log "round $round of $ROUNDS$label (SEED=$SEED):" $order
+    for t in $order; do turn "$t"; done
+  done
+}
 
 # The median of a list of numbers.
 median() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
