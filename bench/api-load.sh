@@ -109,13 +109,34 @@ for _ in $(seq 1 50); do
 done
 log "status-api (pid $API_PID) on $API_ADDR, nginx (pid $NGINX_PID, $NGINX_WORKERS worker) on 127.0.0.1:$NGINX_PORT"
 
+# same_bytes: nginx's files become status-api's answers of this moment, plain and gzip as it
+# sends them, before each of nginx's rounds. A copy taken once, before the rounds, had nginx
+# serve a smaller body than status-api's for the whole run: status-api's answer grows while
+# its sampling fills in every container's figures (at 1,000 containers that takes about two
+# minutes at 8 stats calls a second), and at 1,000 the gzip answer is about one loopback
+# segment (65,483 bytes), so a few hundred bytes decide whether TCP sends an answer in one
+# segment or two, and how the kernel paces it (docs/status-api-performance.md).
+declare -A BYTES
+same_bytes() {
+  curl -fsS -o "$WORK/www/containers.json.new" "http://$API_ADDR/containers" &&
+    curl -fsS -H 'Accept-Encoding: gzip' -o "$WORK/www/containers.json.gz.new" "http://$API_ADDR/containers" ||
+    fail "status-api did not answer"
+  gzip -t <"$WORK/www/containers.json.gz.new" 2>/dev/null || fail "status-api's gzip answer is not gzip"
+  chmod 644 "$WORK/www/containers.json.new" "$WORK/www/containers.json.gz.new"
+  # A rename: nginx opens the file per request and never sees half of one.
+  mv -f "$WORK/www/containers.json.new" "$WORK/www/containers.json"
+  mv -f "$WORK/www/containers.json.gz.new" "$WORK/www/containers.json.gz"
+  BYTES[plain-$N]+=" $(wc -c <"$WORK/www/containers.json")"
+  BYTES[gzip-$N]+=" $(wc -c <"$WORK/www/containers.json.gz")"
+}
+
 # turn TARGET: one measured round of TARGET at the current N (see take_turns).
 turn() {
   case $1 in
     api-plain) load "$1-$N" "http://$API_ADDR/containers" ;;
     api-gzip) load "$1-$N" "http://$API_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
-    nginx-plain) load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers" ;;
-    nginx-gzip) load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip' ;;
+    nginx-plain) same_bytes && load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers" ;;
+    nginx-gzip) same_bytes && load "$1-$N" "http://127.0.0.1:$NGINX_PORT/containers.gz" -H 'Accept-Encoding: gzip' ;;
     base-plain) load "$1-$N" "http://$BASE_ADDR/containers" ;;
     base-gzip) load "$1-$N" "http://$BASE_ADDR/containers" -H 'Accept-Encoding: gzip' ;;
     *) fail "no target $1" ;;
@@ -149,14 +170,9 @@ for N in $SIZES; do
       sleep 0.5
     done
   fi
-  # The same bytes for nginx: status-api's answer, plain and gzip as it sends them.
-  curl -fsS -o "$WORK/www/containers.json" "http://$API_ADDR/containers"
-  curl -fsS -H 'Accept-Encoding: gzip' -o "$WORK/www/containers.json.gz" "http://$API_ADDR/containers"
-  chmod 644 "$WORK/www/"*
-  gzip -t <"$WORK/www/containers.json.gz" 2>/dev/null || fail "status-api's gzip answer is not gzip"
+  # The same bytes for nginx (again before each of its rounds: same_bytes).
+  same_bytes
   [ "$(count "http://127.0.0.1:$NGINX_PORT/containers")" -eq "$N" ] || fail "nginx does not serve the $N containers"
-  plain_bytes=$(wc -c <"$WORK/www/containers.json")
-  gzip_bytes=$(wc -c <"$WORK/www/containers.json.gz")
 
   # A fresh order of the targets in every round (take_turns in bench/wrk-lib.sh).
   targets=(api-plain api-gzip nginx-plain nginx-gzip)
@@ -183,8 +199,9 @@ for N in $SIZES; do
         verdict="(base)"
         label="$N base"
       fi
-      bytes=$plain_bytes
-      [ "$form" = gzip ] && bytes=$gzip_bytes
+      # The median of the sizes nginx served (status-api's, taken before each nginx round).
+      bytes=$(median "${BYTES[$form-$N]}")
+      log "$form bytes at $N, before each nginx round:${BYTES[$form-$N]}"
       ROWS+=("$(printf '| %9s | %-5s | %8s | %10s | %9s | %9s | %10s | %9s | %9s | %7s | %6s |' \
         "$label" "$form" "$bytes" "$ar" "$ap" "${ERRS[$a]}" "$br" "$bp" "${r}x" "${p}x" "$verdict")")
     done

@@ -386,7 +386,10 @@ impl Server {
         let notices_state = state.clone();
         let notices_task = tokio::spawn(async move {
             while let Some(n) = notices.recv().await {
-                if !matches!(n, informer::Notice::Event { .. }) {
+                // A container added, changed or removed moves the store's version, which the
+                // view cache reads; an update that changed nothing (a re-list) moves nothing.
+                use informer::Notice::{Event, Removed, Updated};
+                if !matches!(n, Event { .. } | Updated(_) | Removed(_)) {
                     notices_state.views.touch();
                 }
             }

@@ -76,8 +76,13 @@ impl Entry {
 /// What decides whether a snapshot is still current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
-    /// [`Views::touch`] count: informer notices, identity.
+    /// [`Views::touch`] count: the identity, verified signatures, image names.
     picture: u64,
+    /// The store's version: it moves when a container changes, not when a re-list finds it
+    /// as it was (the informer re-inspects every container every 5 minutes; each inspect
+    /// used to count as a change, so requests rebuilt the whole list on their worker thread
+    /// and remade every verdict, over and over for as long as the re-list lasted).
+    store: u64,
     samples: u64,
     decisions: u64,
     policy_file: u64,
@@ -100,6 +105,7 @@ impl Key {
     /// catches up with within a second.
     fn same_facts(&self, other: &Key) -> bool {
         self.picture == other.picture
+            && self.store == other.store
             && self.policy_generation == other.policy_generation
             && self.synced == other.synced
     }
@@ -219,7 +225,8 @@ impl Views {
         }
     }
 
-    /// Something in the picture changed (an informer notice, the identity).
+    /// Something in the picture changed that the store's version does not show (the
+    /// identity, a signature verified, an informer notice other than a container's).
     pub fn touch(&self) {
         // The refresher is not woken: a request builds a snapshot whose facts changed itself
         // (as before), so a burst of container events costs builds only as requests come,
@@ -288,6 +295,7 @@ impl Views {
         let now = Timestamp::now();
         let key = Key {
             picture: self.picture.load(Relaxed),
+            store: state.store.version(),
             samples: state.resources.version(),
             decisions: state.decisions.version(),
             policy_file: state.policy_file.version(),

@@ -3,6 +3,7 @@
 //! Docker call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
@@ -20,6 +21,11 @@ struct Inner {
     /// True once a full list has been applied and the event stream is connected; false
     /// while disconnected (the picture may then be stale).
     ready: watch::Sender<bool>,
+    /// Moves on every change of the picture: a container added, changed or removed, the
+    /// readiness flipped. An inspect that finds a container as stored (the periodic re-list
+    /// of an unchanged host inspects every container) changes nothing, so readers that cache
+    /// what they derive from the store (status-api's views) keep it.
+    version: AtomicU64,
 }
 
 /// Why [`Store::resolve`] found no single container.
@@ -42,6 +48,7 @@ impl Store {
             inner: Arc::new(Inner {
                 containers: RwLock::new(HashMap::new()),
                 ready: watch::Sender::new(false),
+                version: AtomicU64::new(0),
             }),
         }
     }
@@ -114,16 +121,34 @@ impl Store {
         let _ = rx.wait_for(|r| *r).await;
     }
 
+    /// The picture's version: it moves on every change of the contents, and only then.
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Relaxed)
+    }
+
+    /// Stores `c`, unless an equal container is stored already: then the stored one (and its
+    /// `Arc`, which readers may compare by pointer) stays, and the version does not move.
     pub(crate) fn upsert(&self, c: Arc<Container>) {
-        self.write().insert(c.id.clone(), c);
+        let mut map = self.write();
+        if map.get(&c.id).is_some_and(|old| **old == *c) {
+            return;
+        }
+        map.insert(c.id.clone(), c);
+        self.inner.version.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Container>> {
-        self.write().remove(id)
+        let gone = self.write().remove(id);
+        if gone.is_some() {
+            self.inner.version.fetch_add(1, Relaxed);
+        }
+        gone
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
-        self.inner.ready.send_replace(ready);
+        if self.inner.ready.send_replace(ready) != ready {
+            self.inner.version.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -166,6 +191,34 @@ mod tests {
         );
         s.remove("ffff");
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn the_version_moves_with_the_contents_only() {
+        let s = Store::new();
+        let v0 = s.version();
+        let first = c("a", "web");
+        s.upsert(first.clone());
+        let v1 = s.version();
+        assert!(v1 > v0);
+        // A re-list's inspect of an unchanged container: the stored Arc stays.
+        s.upsert(c("a", "web"));
+        assert_eq!(s.version(), v1);
+        assert!(Arc::ptr_eq(&s.get("a").unwrap(), &first));
+        s.upsert(c("a", "web-2"));
+        let v2 = s.version();
+        assert!(v2 > v1);
+        assert_eq!(s.get("a").unwrap().name, "web-2");
+        assert!(s.remove("nothing").is_none());
+        assert_eq!(s.version(), v2);
+        assert!(s.remove("a").is_some());
+        let v3 = s.version();
+        assert!(v3 > v2);
+        s.set_ready(true);
+        let v4 = s.version();
+        assert!(v4 > v3);
+        s.set_ready(true);
+        assert_eq!(s.version(), v4);
     }
 
     #[tokio::test]
