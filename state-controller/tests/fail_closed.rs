@@ -101,7 +101,8 @@ fn build_sleeper(tag: &str, build: u32) -> String {
     docker_cli(&["image", "inspect", "-f", "{{.Id}}", tag]).unwrap()
 }
 
-/// Removes images by tag when dropped.
+/// Removes images (tags or IDs) when dropped. Declared before the [`Fixture`], so dropped
+/// after it: the scope's containers go first, then the images they used.
 struct Images(Vec<String>);
 
 impl Drop for Images {
@@ -114,13 +115,17 @@ impl Drop for Images {
 
 #[tokio::test]
 async fn a_rebuilt_allowed_image_is_not_denied_on_the_old_builds_resolution() {
+    // By ID as well as by tag: the second build takes the tag, so the tag no longer names the
+    // first (both were left behind, untagged, when this removed the tag alone).
+    let mut images = Images(Vec::new());
     let Some(fx) = Fixture::new().await else { return };
     let tag = format!("{}-img:latest", fx.scope.id);
-    let _images = Images(vec![tag.clone()]);
-    build_sleeper(&tag, 1);
+    images.0.push(tag.clone());
+    images.0.push(build_sleeper(&tag, 1));
     // An old container of the first build, allowed by name, that the controller inspects.
     let old = run_cli(&fx.scope, "ok-old", &[], &tag, &[]);
     let v2 = build_sleeper(&tag, 2);
+    images.0.push(v2.clone());
     // The strong form the docs recommend: pin the new build's ID. Remove, to make the
     // false verdict as costly as it was.
     let allow = policy(
@@ -269,6 +274,7 @@ async fn a_short_image_id_of_an_allowed_image_is_not_killed() {
 
 #[tokio::test]
 async fn a_tag_beside_a_digest_does_not_pass_another_image() {
+    let mut images = Images(Vec::new());
     let Some(fx) = Fixture::new().await else { return };
     let image = testkit::SLEEPER_IMAGE;
     let registry = Registry::start(&fx.name("registry")).await.unwrap();
@@ -276,10 +282,10 @@ async fn a_tag_beside_a_digest_does_not_pass_another_image() {
     let good = format!("{repo}:allowed");
     let other = format!("{repo}:other");
     let other_tag = format!("{}-other:latest", fx.scope.id);
-    let _images = Images(vec![good.clone(), other.clone(), other_tag.clone()]);
+    images.0.extend([good.clone(), other.clone(), other_tag.clone()]);
     docker_cli(&["tag", image, &good]).unwrap();
     docker_cli(&["push", &good]).unwrap();
-    build_sleeper(&other_tag, 7);
+    images.0.push(build_sleeper(&other_tag, 7));
     docker_cli(&["tag", &other_tag, &other]).unwrap();
     docker_cli(&["push", &other]).unwrap();
     let digest_of = |r: &str| {

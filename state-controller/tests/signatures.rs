@@ -49,7 +49,10 @@ fn run(fx: &Fixture, suffix: &str, image: &str) -> String {
     name
 }
 
-async fn set_up(head: &str) -> Option<(Fixture, Signed, Tags, Controller)> {
+/// The tags come first, so that a test's bindings drop them last: after the fixture has
+/// removed its containers, the imported `replayed` image is in use no more and goes with
+/// its tag (removed before, it was left behind untagged).
+async fn set_up(head: &str) -> Option<(Tags, Fixture, Signed, Controller)> {
     let fx = Fixture::new().await?;
     let keys = keys(fx.dir.path());
     let registry = Registry::start(&format!("{}-reg", fx.scope.id)).await.unwrap();
@@ -59,12 +62,12 @@ async fn set_up(head: &str) -> Option<(Fixture, Signed, Tags, Controller)> {
     let tags = Tags(signed.tags.clone());
     let policy = format!("{head}\n{}", rule(&format!("{}-*", fx.scope.id)));
     let c = fx.controller(bin(), &policy, &[]).await;
-    Some((fx, signed, tags, c))
+    Some((tags, fx, signed, c))
 }
 
 #[tokio::test]
 async fn signed_images_run_and_the_others_are_killed_with_their_reason() {
-    let Some((fx, mut signed, _tags, c)) = set_up("").await else {
+    let Some((_tags, fx, mut signed, c)) = set_up("").await else {
         return;
     };
     for (suffix, image, denial) in cases(&signed.images) {
@@ -112,7 +115,7 @@ async fn signed_images_run_and_the_others_are_killed_with_their_reason() {
 
 #[tokio::test]
 async fn audit_mode_lets_each_unsigned_image_run_and_logs_the_kill_it_would_make() {
-    let Some((fx, signed, _tags, c)) = set_up("mode = \"audit\"").await else {
+    let Some((_tags, fx, signed, c)) = set_up("mode = \"audit\"").await else {
         return;
     };
     for (suffix, image, denial) in cases(&signed.images) {
